@@ -1,0 +1,1 @@
+"""Reading sources: files and hub datasets in many formats -> the canonical conversation schema."""

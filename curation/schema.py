@@ -1,0 +1,98 @@
+"""The canonical record (DESIGN.md): id, source, messages, meta; plus role rules and stable ids."""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+
+import pyarrow as pa
+
+from curation.errors import RowError
+
+ROLES = ("system", "user", "assistant", "tool")
+
+MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
+MESSAGES_TYPE = pa.list_(MESSAGE_TYPE)
+
+RECORD_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("source", pa.string()),
+        ("messages", MESSAGES_TYPE),
+        ("meta", pa.string()),
+    ]
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("file", pa.string()),
+        ("row", pa.int64()),
+        ("field", pa.string()),
+        ("reason", pa.string()),
+        ("raw", pa.string()),
+    ]
+)
+
+REJECT_COLUMNS = (
+    ("reject_stage", pa.string()),
+    ("reject_reason", pa.string()),
+    ("duplicate_of", pa.string()),
+)
+
+
+def _normalize_text(text: str) -> str:
+    return unicodedata.normalize("NFC", text).strip()
+
+
+def conversation_id(messages: list[dict]) -> str:
+    """Stable id: the same normalized conversation gives the same id in every run and on every machine."""
+    h = hashlib.blake2b(digest_size=16)
+    for m in messages:
+        h.update(m["role"].encode())
+        h.update(b"\x1f")
+        h.update(_normalize_text(m["content"]).encode("utf-8", "surrogatepass"))
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+def check_messages(messages: list[dict], field: str = "messages") -> list[dict]:
+    """Validate a normalized conversation; raise RowError naming the problem.
+
+    Rules: known roles; string contents; system only first; the first non-system turn is the user's;
+    user and assistant never speak twice in a row (tool turns follow an assistant or another tool
+    turn); at least one assistant turn.
+    """
+    if not messages:
+        raise RowError(field, "empty conversation")
+    prev = None
+    for i, m in enumerate(messages):
+        role, content = m.get("role"), m.get("content")
+        where = f"{field}[{i}]"
+        if role not in ROLES:
+            raise RowError(f"{where}.role", f"unknown role {role!r}")
+        if not isinstance(content, str):
+            raise RowError(f"{where}.content", f"content is {type(content).__name__}, expected a string")
+        if _has_surrogates(content):
+            raise RowError(f"{where}.content", "invalid UTF-8 in text")
+        if role == "system" and i != 0:
+            raise RowError(f"{where}.role", "system turn after the start of the conversation")
+        if role == "assistant" and prev not in ("user", "tool"):
+            raise RowError(f"{where}.role", f"assistant turn after {prev or 'nothing'}")
+        if role == "user" and prev == "user":
+            raise RowError(f"{where}.role", "two user turns in a row")
+        if role == "tool" and prev not in ("assistant", "tool"):
+            raise RowError(f"{where}.role", f"tool turn after {prev or 'nothing'}")
+        prev = role
+    if not any(m["role"] == "assistant" for m in messages):
+        raise RowError(field, "no assistant turn")
+    return messages
+
+
+def _has_surrogates(text: str) -> bool:
+    # Lone surrogates appear when bytes that are not UTF-8 were decoded with surrogateescape.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

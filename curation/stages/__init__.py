@@ -1,0 +1,45 @@
+"""Quality stages. Map stages run per batch (pure); the refusal cap needs a whole source."""
+
+from __future__ import annotations
+
+from curation.config import StagesConfig
+from curation.stages.base import Stage, StageCounts, run_stage
+from curation.stages.empty import NearEmptyStage
+from curation.stages.language import LanguageStage
+from curation.stages.length import LengthStage
+from curation.stages.refusal import RefusalStage
+from curation.stages.refusal_cap import RefusalCapStage
+from curation.stages.repetition import RepetitionStage
+from curation.stages.truncation import TruncationStage
+
+__all__ = [
+    "Stage",
+    "StageCounts",
+    "run_stage",
+    "build_map_stages",
+    "NearEmptyStage",
+    "TruncationStage",
+    "RepetitionStage",
+    "RefusalStage",
+    "RefusalCapStage",
+    "LanguageStage",
+    "LengthStage",
+]
+
+
+def build_map_stages(cfg: StagesConfig, tokenizer=None) -> list[Stage]:
+    """The enabled map stages, cheapest first, so that tokenization only sees surviving rows."""
+    stages: list[Stage] = []
+    if cfg.empty.enabled:
+        stages.append(NearEmptyStage(cfg.empty))
+    if cfg.truncation.enabled:
+        stages.append(TruncationStage(cfg.truncation))
+    if cfg.repetition.enabled:
+        stages.append(RepetitionStage(cfg.repetition))
+    if cfg.refusal.enabled:
+        stages.append(RefusalStage(cfg.refusal))
+    if cfg.language.enabled:
+        stages.append(LanguageStage(cfg.language))
+    if cfg.length.enabled:
+        stages.append(LengthStage(cfg.length, tokenizer=tokenizer))
+    return stages

@@ -1,0 +1,132 @@
+"""The stage base class: a stage *scores* a batch (annotation columns) and then *decides*.
+
+A subclass writes two small methods:
+
+* ``score(batch) -> {column: values}``: pure function of an Arrow batch; the columns are kept
+  in the output so thresholds can be changed without recomputing;
+* ``decide(batch) -> reasons``: for each row ``None`` (keep) or a short reject reason, computed
+  from the batch *with its score columns added*.
+
+The base class gives every stage batching, per-source counters of reject reasons, timing and a
+progress bar, and splits each batch into kept rows and rejected rows (with ``reject_stage`` and
+``reject_reason``). Stages hold no hidden global state, so the same stage can run under any
+engine that maps a function over Arrow batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+class Stage:
+    name: str = "stage"
+
+    def score(self, batch: pa.Table) -> dict[str, pa.Array | np.ndarray | list]:
+        return {}
+
+    def decide(self, batch: pa.Table) -> Sequence[str | None]:
+        return [None] * batch.num_rows
+
+    # -- machinery ---------------------------------------------------------------------------
+
+    def annotate(self, batch: pa.Table) -> pa.Table:
+        for column, values in self.score(batch).items():
+            arr = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
+            if column in batch.column_names:
+                batch = batch.set_column(batch.column_names.index(column), column, arr)
+            else:
+                batch = batch.append_column(column, arr)
+        return batch
+
+    def process(self, batch: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """Annotate, decide, and split one batch into (kept, rejected)."""
+        batch = self.annotate(batch)
+        reasons = pa.array(list(self.decide(batch)), pa.string())
+        if len(reasons) != batch.num_rows:
+            raise RuntimeError(
+                f"stage {self.name}: decide() returned {len(reasons)} values for {batch.num_rows} rows"
+            )
+        rejected_mask = pc.is_valid(reasons)
+        kept = batch.filter(pc.invert(rejected_mask))
+        rejected = batch.filter(rejected_mask)
+        rejected = rejected.append_column(
+            "reject_stage", pa.array([self.name] * rejected.num_rows, pa.string())
+        )
+        rejected = rejected.append_column("reject_reason", reasons.filter(rejected_mask))
+        return kept, rejected
+
+
+class StageCounts:
+    """Per-stage, per-source counters of rows in, rows removed by reason, and time spent."""
+
+    def __init__(self) -> None:
+        self.removed: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+        self.rows_in: dict[str, Counter] = defaultdict(Counter)
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.order: list[str] = []
+
+    def record(self, stage: str, batch_in: pa.Table, rejected: pa.Table, seconds: float) -> None:
+        if stage not in self.order:
+            self.order.append(stage)
+        self.seconds[stage] += seconds
+        for src, n in _value_counts(batch_in["source"]).items():
+            self.rows_in[stage][src] += n
+        if rejected.num_rows:
+            pairs = pa.table({"s": rejected["source"], "r": rejected["reject_reason"]})
+            grouped = pairs.group_by(["s", "r"]).aggregate([([], "count_all")])
+            for s, r, n in zip(*(grouped[c].to_pylist() for c in ("s", "r", "count_all")), strict=True):
+                self.removed[stage][s][r] += n
+
+    def removed_total(self, stage: str, source: str) -> int:
+        return sum(self.removed[stage][source].values())
+
+    def to_dict(self) -> dict:
+        return {
+            stage: {
+                "seconds": round(self.seconds[stage], 4),
+                "rows_in": dict(self.rows_in[stage]),
+                "removed": {src: dict(c) for src, c in self.removed[stage].items()},
+            }
+            for stage in self.order
+        }
+
+
+def _value_counts(arr) -> dict[str, int]:
+    vc = pc.value_counts(arr)
+    return dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
+
+
+def run_stage(
+    stage: Stage, table: pa.Table, counts: StageCounts, batch_size: int = 4096
+) -> tuple[pa.Table, pa.Table | None]:
+    """Run a stage over a table batch by batch: (kept rows, rejected rows or None)."""
+    kept_parts, rejected_parts = [], []
+    start = time.perf_counter()
+    with tqdm(total=table.num_rows, desc=stage.name, unit=" rows", disable=None, leave=False) as bar:
+        for offset in range(0, table.num_rows, batch_size):
+            batch = table.slice(offset, batch_size)
+            t0 = time.perf_counter()
+            kept, rejected = stage.process(batch)
+            counts.record(stage.name, batch, rejected, time.perf_counter() - t0)
+            kept_parts.append(kept)
+            if rejected.num_rows:
+                rejected_parts.append(rejected)
+            bar.update(batch.num_rows)
+    if not kept_parts:  # empty input: still add the stage's columns
+        kept, _ = stage.process(table)
+        counts.record(stage.name, table, _, 0.0)
+        kept_parts = [kept]
+    log.info("stage %s: %d rows in %.2fs", stage.name, table.num_rows, time.perf_counter() - start)
+    kept = pa.concat_tables(kept_parts, promote_options="default")
+    rejected = pa.concat_tables(rejected_parts, promote_options="default") if rejected_parts else None
+    return kept, rejected

@@ -1,0 +1,45 @@
+"""Near-empty responses: an assistant turn with no real content ("", "...", "<nooutput>", "N/A")."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from curation.config import EmptyConfig
+from curation.stages.base import Stage
+from curation.stages.turns import per_row, turns
+
+# Placeholders that dataset builders leave where an answer is missing (Alpaca has "<nooutput>").
+PLACEHOLDERS = [
+    "<nooutput>",
+    "<no output>",
+    "n/a",
+    "na",
+    "none",
+    "null",
+    "nan",
+    "todo",
+    "tbd",
+    "no output",
+    "-",
+]
+
+
+class NearEmptyStage(Stage):
+    name = "empty"
+
+    def __init__(self, cfg: EmptyConfig | None = None):
+        self.cfg = cfg or EmptyConfig()
+
+    def score(self, batch):
+        t = turns(batch).with_columns(
+            alnum=pl.col("content").str.count_matches(r"[\p{L}\p{N}]").cast(pl.Int64),
+            placeholder=pl.col("content").str.strip_chars().str.to_lowercase().is_in(PLACEHOLDERS),
+        )
+        t = t.with_columns(alnum=pl.when(pl.col("placeholder")).then(0).otherwise(pl.col("alnum")))
+        agg = t.group_by("row").agg(pl.col("alnum").min())
+        return {"response_alnum_chars": per_row(agg, "alnum", batch.num_rows, 0, np.int64)}
+
+    def decide(self, batch):
+        alnum = batch["response_alnum_chars"].to_numpy()
+        return np.where(alnum < self.cfg.min_alnum_chars, "near_empty_response", None)

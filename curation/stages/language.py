@@ -1,0 +1,56 @@
+"""Language id: ``lang`` and ``lang_score`` from the user and assistant text; keep configured languages.
+
+Code blocks are removed first, and a conversation with too few letters to judge (code, numbers)
+gets ``lang = "und"`` and is kept: misdetecting code as some language would drop good rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from curation.config import LanguageConfig
+from curation.langid import detect_fasttext
+from curation.stages.base import Stage
+from curation.stages.turns import CODE_FENCE_RE, turns
+
+
+class LanguageStage(Stage):
+    name = "language"
+
+    def __init__(self, cfg: LanguageConfig | None = None, backend=detect_fasttext):
+        self.cfg = cfg or LanguageConfig()
+        self.backend = backend
+
+    def score(self, batch):
+        n = batch.num_rows
+        t = turns(batch, roles=("user", "assistant"))
+        text = (
+            t.sort(["row", "turn"])
+            .group_by("row", maintain_order=True)
+            .agg(pl.col("content").str.join(" "))
+            .with_columns(
+                pl.col("content")
+                .str.replace_all(CODE_FENCE_RE, " ")
+                .str.slice(0, self.cfg.max_chars)
+                .str.replace_all(r"\s+", " ")
+                .str.strip_chars()
+            )
+            .with_columns(letters=pl.col("content").str.count_matches(r"\p{L}"))
+        )
+        langs = np.full(n, "und", dtype=object)
+        scores = np.zeros(n)
+        judged = text.filter(pl.col("letters") >= self.cfg.min_letters)
+        if judged.height:
+            found, conf = self.backend(judged["content"].to_list())
+            rows = judged["row"].to_numpy()
+            langs[rows] = found
+            scores[rows] = conf
+        return {"lang": langs.tolist(), "lang_score": scores}
+
+    def decide(self, batch):
+        if not self.cfg.keep:
+            return [None] * batch.num_rows
+        langs = np.asarray(batch["lang"].to_pylist(), dtype=object)
+        ok = np.isin(langs, [*self.cfg.keep, "und"])
+        return np.where(ok, None, "language:" + langs.astype(str))

@@ -1,0 +1,61 @@
+"""Length in tokens of the conversation rendered through the trainer's chat template.
+
+Scores: ``prompt_tokens``, ``completion_tokens`` (assistant tokens, end-of-turn included),
+``total_tokens``. Decisions: configured bounds on each, and rows whose assistant tokens would all
+fall beyond the trainer's ``max_length`` (truncation would leave nothing to learn) get their own
+reason, ``no_trainable_tokens_within_max_length``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from curation.config import LengthConfig
+from curation.stages.base import Stage
+from curation.token_counts import TemplateTokenCounter
+
+
+class LengthStage(Stage):
+    name = "length"
+
+    def __init__(self, cfg: LengthConfig | None = None, tokenizer=None):
+        self.cfg = cfg or LengthConfig()
+        if tokenizer is None:
+            from curation.tokenizer import load_tokenizer
+
+            tokenizer = load_tokenizer(self.cfg.tokenizer)
+        self.tokenizer = tokenizer
+        self.counter = TemplateTokenCounter(tokenizer)
+
+    def score(self, batch):
+        counts = self.counter.count(batch["messages"].to_pylist())
+        return {
+            "prompt_tokens": counts.prompt_tokens,
+            "completion_tokens": counts.completion_tokens,
+            "total_tokens": counts.total_tokens,
+            "first_completion_token": counts.first_completion_token,
+        }
+
+    def decide(self, batch):
+        c = self.cfg
+        p, a, t, first = (
+            batch[k].to_numpy()
+            for k in ("prompt_tokens", "completion_tokens", "total_tokens", "first_completion_token")
+        )
+        reasons = np.full(batch.num_rows, None, dtype=object)
+        # Assigned in reverse priority: the most specific reason wins.
+        checks = [
+            (c.max_total_tokens is not None and t > (c.max_total_tokens or 0), "total_tokens>max"),
+            (
+                c.max_completion_tokens is not None and a > (c.max_completion_tokens or 0),
+                "completion_tokens>max",
+            ),
+            (c.max_prompt_tokens is not None and p > (c.max_prompt_tokens or 0), "prompt_tokens>max"),
+            (a < c.min_completion_tokens, "completion_tokens<min"),
+            (p < c.min_prompt_tokens, "prompt_tokens<min"),
+            ((first < 0) | (first >= c.max_length), "no_trainable_tokens_within_max_length"),
+        ]
+        for mask, reason in checks:
+            if mask is not False:
+                reasons[np.asarray(mask, dtype=bool)] = reason
+        return reasons

@@ -1,0 +1,41 @@
+"""Columnar views of conversations: one row per turn, for vectorized per-turn statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Fenced code blocks (closed ones) are not prose: repetition and language id skip them.
+CODE_FENCE_RE = r"(?s)```.*?```"
+
+
+def turns(batch: pa.Table, roles: tuple[str, ...] | None = ("assistant",)) -> pl.DataFrame:
+    """DataFrame with columns row (index in batch), turn (index in conversation), role, content."""
+    messages = batch["messages"].combine_chunks()
+    if isinstance(messages, pa.ChunkedArray):
+        messages = messages.chunk(0) if messages.num_chunks else pa.array([], messages.type)
+    flat = pc.list_flatten(messages)
+    parents = pc.list_parent_indices(messages).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = messages.offsets.to_numpy()[:-1]
+    first_index = offsets[parents] - offsets[0] if len(parents) else parents
+    df = pl.DataFrame(
+        {
+            "row": parents,
+            "turn": np.arange(len(parents), dtype=np.int64) - first_index,
+            "role": pl.from_arrow(flat.field("role")),
+            "content": pl.from_arrow(flat.field("content")),
+        }
+    )
+    if roles is not None:
+        df = df.filter(pl.col("role").is_in(list(roles)))
+    return df
+
+
+def per_row(values: pl.DataFrame, column: str, n_rows: int, fill, dtype=None) -> np.ndarray:
+    """Scatter a per-row aggregate (columns ``row`` and ``column``) into an array of length n_rows."""
+    out = np.full(n_rows, fill, dtype=dtype if dtype is not None else np.asarray(fill).dtype)
+    if values.height:
+        out[values["row"].to_numpy()] = values[column].to_numpy()
+    return out

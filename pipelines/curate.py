@@ -1,0 +1,104 @@
+"""Curate raw SFT sources into Parquet shards, rejects, quarantine and a manifest.
+
+python -m pipelines.curate                       # the bundled sample (data/sample.yaml)
+python -m pipelines.curate --config my.yaml --out data/curated/mine
+python -m pipelines.curate --source chat=raw/chat.jsonl --source math=raw/gsm8k.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from curation.config import SourceConfig, config_from_dict, load_config
+from curation.errors import CurationError
+
+SAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "data" / "sample.yaml"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m pipelines.curate", description=__doc__.split("\n")[0])
+    p.add_argument("--config", help="YAML config (default: the bundled sample, unless --source is given)")
+    p.add_argument("--out", help="output folder (default: data/curated/<run name>)")
+    p.add_argument(
+        "--source", action="append", default=[], metavar="NAME=PATH", help="add a source (repeatable)"
+    )
+    p.add_argument("--run-name", help="run name (default from the config, or 'curated')")
+    p.add_argument("--tokenizer", help="tokenizer folder or hub id whose chat template the trainer uses")
+    p.add_argument(
+        "--strict", action="store_true", help="stop at the first bad row, naming file, row and field"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="allow writing into a non-empty folder not made by this tool"
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace):
+    if args.config:
+        cfg = load_config(args.config)
+    elif args.source:
+        cfg = config_from_dict({}, "command line", base_dir=Path.cwd())
+    else:
+        cfg = load_config(SAMPLE_CONFIG)
+    for spec in args.source:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise CurationError(f"--source {spec!r}: expected NAME=PATH")
+        try:
+            cfg.sources = [*cfg.sources, SourceConfig(name=name, path=path)]
+        except ValueError as e:
+            raise CurationError(f"--source {spec!r}: {e}") from None
+    if args.run_name:
+        cfg.run_name = args.run_name
+    if args.tokenizer:
+        cfg.stages.length.tokenizer = args.tokenizer
+    if args.strict:
+        cfg.strict = True
+    return cfg
+
+
+def format_summary(summary: list[dict], stages: list[str]) -> str:
+    headers = ["source", "read", "quarantined", *stages, "kept"]
+    rows = [
+        [r["source"], r["input"], r["quarantined"], *(r["removed"].get(s, 0) for s in stages), r["kept"]]
+        for r in summary
+    ]
+    rows.append(["TOTAL", *(sum(r[i] for r in rows) for i in range(1, len(headers)))])
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
+    line = lambda cells: "  ".join(  # noqa: E731
+        str(c).ljust(w) if i == 0 else str(c).rjust(w)
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), sep, *(line(r) for r in rows[:-1]), sep, line(rows[-1])])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        from curation.pipeline import run_curation
+
+        cfg = build_config(args)
+        result = run_curation(cfg, out=args.out, overwrite=args.overwrite)
+    except CurationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    stages = list(result.manifest["stages"])
+    print(format_summary(result.summary, stages))
+    t = result.manifest["totals"]
+    print(
+        f"\n{t['kept']} kept, {t['rejected']} rejected, {t['quarantined']} quarantined "
+        f"(of {t['input']}) in {result.manifest['timings_s']['total']:.1f}s -> {result.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
