@@ -89,13 +89,14 @@ def read_source(source: SourceConfig, base_dir: Path | None = None, strict: bool
     result = SourceRead(source.name, pa.table({}), pa.table({}))
 
     def bad(r: RawRow, reason: str, fld: str | None) -> None:
+        file = r.file if r.file.startswith("hub:") else display_path(Path(r.file))
         if strict:
-            where = f"{r.file}: row {r.row}" + (f": field {fld}" if fld else "")
+            where = f"{file}: row {r.row}" + (f": field {fld}" if fld else "")
             raise InputError(f"source {source.name!r}: {where}: {reason}")
         quarantine.append(
             {
                 "source": source.name,
-                "file": r.file,
+                "file": file,
                 "row": r.row,
                 "field": fld,
                 "reason": reason,

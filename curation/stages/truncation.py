@@ -19,12 +19,17 @@ from curation.stages.turns import per_row, turns
 _DANGLING_WORDS = (
     "a|an|the|and|or|but|of|to|in|on|at|for|with|from|by|as|that|which|because|is|are|was|were|"
     "if|then|than|so|such|like|into|about|this|these|their|your|my|its|our|be|will|would|can|could|"
+    "should|must|have|has|had|his|her|who|when|where|while|we|they|he|she|i|very|"
     "it['’]s|i['’]m|i['’]d|i['’]ll|you['’]re|we['’]re|they['’]re"
 )
 # A line that already ended a sentence and then runs on without an end: "... groups. So it's going"
 _EARLIER_SENTENCE_END = r"\p{L}{2,}[.!?][\"'”’)]*\s+[\p{Lu}\p{N}\"“]"
 _LIST_MARKER = r"^\s*(?:[-*+•]|\d+[.)]|[a-zA-Z][.)])\s"
-_NOT_PROSE = r"^\s*(?:[-*+•#>|]|\d+[.)]|```|\s{4}|\t)|[=(){};<>\[\]]|^\s*(?:def|return|import|class|for|if)\b"
+# Lines that are list items, headings, tables, quotes, indented blocks, code or formulas.
+_NOT_PROSE = (
+    r"^\s*(?:[-*+•#>|]|\d+[.)]|```|\s{4}|\t)|[{};]|==|=>|\w\(|\s=\s|"
+    r"^\s*(?:def|return|import|from|class|for|if|while|print|SELECT|FROM|WHERE)\b"
+)
 
 
 class TruncationStage(Stage):
@@ -37,9 +42,11 @@ class TruncationStage(Stage):
         text = pl.col("content").str.strip_chars_end()
         last_line = pl.col("text").str.extract(r"([^\n]*)$", 1).fill_null("")
         t = turns(batch).with_columns(text=text).with_columns(last_line=last_line)
+        words = pl.col("last_line").str.count_matches(r"\S+")
+        prose_line = ~pl.col("last_line").str.contains(_NOT_PROSE)
         prose = (
-            ~pl.col("last_line").str.contains(_NOT_PROSE)
-            & (pl.col("last_line").str.count_matches(r"\S+") >= 5)
+            prose_line
+            & (words >= 5)
             & (pl.col("text").str.len_chars() >= self.cfg.min_chars_for_sentence_rule)
         )
         kind = (
@@ -51,7 +58,7 @@ class TruncationStage(Stage):
             .then(pl.lit("dangling_punctuation"))
             .when(pl.col("text").str.contains(r"\p{L}[-‐–]$"))
             .then(pl.lit("mid_word"))
-            .when(prose & pl.col("text").str.contains(rf"(?i)\b(?:{_DANGLING_WORDS})$"))
+            .when(prose_line & (words >= 3) & pl.col("text").str.contains(rf"(?i)\b(?:{_DANGLING_WORDS})$"))
             .then(pl.lit("mid_sentence"))
             .when(
                 prose
