@@ -1,13 +1,47 @@
-"""Token counts of conversations exactly as the trainer sees them: rendered through the chat
-template, tokenized in one batch call, with assistant spans (content + end-of-turn token) located
-in the rendered text and mapped to tokens through the tokenizer's character offsets.
+"""Token counts of conversations exactly as the trainer sees them.
+
+Each conversation is rendered through the tokenizer's chat template; the assistant spans (content
+plus the end-of-turn token) are located in the rendered text; prompt and completion tokens are
+counted from there.
+
+Two ways to count, with identical results:
+
+* **exact**: tokenize the rendered texts in one batch call and map the assistant spans to tokens
+  through the character offsets. Works for every fast tokenizer.
+* **piecewise** (used when it is provably the same): added/special tokens split the text before
+  pre-tokenization, so the rendered text is cut at special tokens and at assistant-content starts
+  that are pre-token boundaries (after a newline, content not starting with whitespace). Identical
+  pieces (the default system prompt of every row, the role headers) are tokenized once, with
+  tiktoken when it reproduces the tokenizer (fast_bpe). Rows whose boundaries are not provably
+  safe, and tokenizers whose pre-tokenizer is not a byte-level regex, use the exact way. At start
+  the two ways are compared on probe conversations, and piecewise is only used if they agree.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import re
 from dataclasses import dataclass
 
 import numpy as np
+
+from curation.fast_bpe import tiktoken_encoder
+
+log = logging.getLogger(__name__)
+
+PROBE_CONVERSATIONS = [
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "  spaced  "},
+        {"role": "assistant", "content": "  leading and trailing  "},
+        {"role": "user", "content": "\n\nnewlines first"},
+        {"role": "assistant", "content": "Sure.\n\n```python\nprint('x')\n```"},
+    ],
+    [{"role": "user", "content": "¿Qué? 東京"}, {"role": "assistant", "content": "París. 🙂 1,234.5"}],
+    [{"role": "user", "content": "empty answer"}, {"role": "assistant", "content": ""}],
+]
 
 
 @dataclass
@@ -15,17 +49,51 @@ class TokenCounts:
     prompt_tokens: np.ndarray
     completion_tokens: np.ndarray  # assistant tokens: what the trainer learns from
     total_tokens: np.ndarray
-    first_completion_token: np.ndarray  # index of the first assistant token (-1: none found)
+    first_completion_token: np.ndarray  # index of the first assistant token (-1: none)
 
 
 class TemplateTokenCounter:
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, piecewise: bool = True):
         self.tok = tokenizer
         self.eot = tokenizer.eos_token or ""
-        self.template_hash = _sha(tokenizer.chat_template)
+        self.template_hash = hashlib.sha256((tokenizer.chat_template or "").encode()).hexdigest()
+        added = sorted({t.content for t in tokenizer.added_tokens_decoder.values()}, key=len, reverse=True)
+        self.added_re = re.compile("|".join(re.escape(t) for t in added)) if added else None
+        self.encoder = tiktoken_encoder(tokenizer) if piecewise else None
+        self._template = self._compiled_template()
+        self.piecewise = piecewise and self.added_re is not None and self._piecewise_agrees()
+        self.backend = ("tiktoken" if self.encoder is not None else "tokenizers") + (
+            " piecewise" if self.piecewise else " exact"
+        )
+        log.debug("token counting: %s", self.backend)
+
+    # -- public -----------------------------------------------------------------------------
 
     def render(self, conversations: list[list[dict]]) -> list[str]:
-        return self.tok.apply_chat_template(conversations, tokenize=False)
+        """The rendered text of each conversation, as ``apply_chat_template(tokenize=False)`` gives it.
+
+        The compiled template is called directly (3x faster than going through
+        ``apply_chat_template``); it is used only if it reproduced apply_chat_template on probes.
+        """
+        if self._template is None:
+            return self.tok.apply_chat_template(conversations, tokenize=False)
+        render, kwargs = self._template
+        return [render(messages=conv, add_generation_prompt=False, **kwargs) for conv in conversations]
+
+    def _compiled_template(self):
+        try:
+            from transformers.utils.chat_template_utils import _compile_jinja_template
+
+            compiled = _compile_jinja_template(self.tok.chat_template)
+            kwargs = {"tools": None, "documents": None, **self.tok.special_tokens_map}
+            for conv in PROBE_CONVERSATIONS:
+                if compiled.render(
+                    messages=conv, add_generation_prompt=False, **kwargs
+                ) != self.tok.apply_chat_template(conv, tokenize=False):
+                    return None
+            return compiled.render, kwargs
+        except Exception:  # noqa: BLE001 - any difference in transformers internals: use the public API
+            return None
 
     def count(self, conversations: list[list[dict]]) -> TokenCounts:
         n = len(conversations)
@@ -33,28 +101,48 @@ class TemplateTokenCounter:
         if n == 0:
             return out
         texts = self.render(conversations)
-        encodings = self.tok._tokenizer.encode_batch(texts, add_special_tokens=False)
-        eot, eot_len = self.eot, len(self.eot)
-        for i, (conv, text, enc) in enumerate(zip(conversations, texts, encodings, strict=True)):
-            total = len(enc.ids)
-            completion, first, cursor = 0, -1, 0
-            for m in conv:
-                content = m["content"]
-                start = text.find(content, cursor) if content else -1
-                if start < 0 and content.strip():
-                    content = content.strip()
-                    start = text.find(content, cursor)
-                if start < 0:
-                    if m["role"] == "assistant" and eot and (j := text.find(eot, cursor)) >= 0:
-                        start, content = j, ""  # empty answer: only the end-of-turn token is learned
-                    else:
-                        continue
-                end = start + len(content)
-                cursor = end
-                if m["role"] != "assistant":
+        exact_rows = list(range(n))
+        if self.piecewise:
+            exact_rows = self._count_piecewise(conversations, texts, out)
+        if exact_rows:
+            self._count_exact(
+                [conversations[i] for i in exact_rows], [texts[i] for i in exact_rows], out, exact_rows
+            )
+        return out
+
+    # -- assistant spans --------------------------------------------------------------------
+
+    def _assistant_spans(self, conv: list[dict], text: str) -> list[tuple[int, int, int]] | None:
+        """(content start, content end, learned end incl. end-of-turn) per assistant turn, or None."""
+        spans, cursor = [], 0
+        eot = self.eot
+        for m in conv:
+            content = m["content"]
+            start = text.find(content, cursor) if content else -1
+            if start < 0 and content.strip():
+                content = content.strip()
+                start = text.find(content, cursor)
+            if start < 0:
+                if m["role"] != "assistant" or not eot or (start := text.find(eot, cursor)) < 0:
+                    if m["role"] == "assistant":
+                        return None
                     continue
-                if eot and text.startswith(eot, end):
-                    end += eot_len
+                content = ""  # empty answer: only the end-of-turn token is learned
+            end = start + len(content)
+            cursor = end
+            if m["role"] == "assistant":
+                learned_end = end + len(eot) if eot and text.startswith(eot, end) else end
+                spans.append((start, end, learned_end))
+        return spans
+
+    # -- exact: offsets ---------------------------------------------------------------------
+
+    def _count_exact(self, conversations, texts, out: TokenCounts, rows) -> None:
+        encodings = self.tok._tokenizer.encode_batch(texts, add_special_tokens=False)
+        for row, conv, text, enc in zip(rows, conversations, texts, encodings, strict=True):
+            total = len(enc.ids)
+            completion, first = 0, -1
+            for start, _, end in self._assistant_spans(conv, text) or []:
                 if end <= start:
                     continue
                 a, b = enc.char_to_token(start), enc.char_to_token(end - 1)
@@ -63,14 +151,119 @@ class TemplateTokenCounter:
                 completion += b - a + 1
                 if first < 0:
                     first = a
+            out.total_tokens[row] = total
+            out.completion_tokens[row] = completion
+            out.prompt_tokens[row] = total - completion
+            out.first_completion_token[row] = first
+
+    # -- piecewise: special-token split + shared pieces ---------------------------------------
+
+    def _plan(self, conv: list[dict], text: str) -> list[tuple[str | None, bool]] | None:
+        """Pieces (text, or None for one special token) with their completion flag; None if unsafe.
+
+        Special tokens cut the text; so does the start of each assistant content, which must be a
+        pre-token boundary (right after a special token, or after a newline with content that does
+        not start with whitespace) and must end at a special token (the end-of-turn).
+        """
+        spans = self._assistant_spans(conv, text)
+        if spans is None:
+            return None
+        pieces: list[tuple[str | None, bool]] = []
+        k, n_spans = 0, len(spans)
+        pos = 0
+        learned_until = -1  # end of the assistant span being walked (content + end-of-turn)
+        for m in self.added_re.finditer(text):
+            s, e = m.start(), m.end()
+            if s > pos:  # text between two special tokens: maybe split at an assistant content start
+                while k < n_spans and spans[k][0] < s and spans[k][1] <= s:
+                    start, end, learned_end = spans[k]
+                    k += 1
+                    if end == start:  # empty answer: only its end-of-turn token is learned
+                        learned_until = learned_end
+                        continue
+                    if start < pos or end != s:
+                        return None
+                    if start > pos:
+                        if text[start - 1] != "\n" or text[start].isspace():
+                            return None
+                        pieces.append((text[pos:start], False))
+                    pieces.append((text[start:end], True))
+                    learned_until = learned_end
+                    pos = end
+                if s > pos:
+                    pieces.append((text[pos:s], pos < learned_until))
+            if k < n_spans and spans[k][0] == s and spans[k][1] == s:  # empty answer at a special token
+                learned_until = spans[k][2]
+                k += 1
+            pieces.append((None, s < learned_until))
+            pos = e
+        if k < n_spans:
+            if any(sp[1] > sp[0] for sp in spans[k:]):
+                return None  # an assistant content not closed by a special token
+        if pos < len(text):
+            pieces.append((text[pos:], False))
+        return pieces
+
+    def _count_piecewise(self, conversations, texts, out: TokenCounts) -> list[int]:
+        plans, fallback = [], []
+        for i, (conv, text) in enumerate(zip(conversations, texts, strict=True)):
+            plan = self._plan(conv, text)
+            if plan is None:
+                fallback.append(i)
+            plans.append(plan)
+        index: dict[str, int] = {}
+        for plan in plans:
+            for piece, _ in plan or ():
+                if piece is not None and piece not in index:
+                    index[piece] = len(index)
+        lengths = self._piece_lengths(list(index))
+        for i, plan in enumerate(plans):
+            if plan is None:
+                continue
+            total = completion = 0
+            first = -1
+            for piece, learned in plan:
+                k = 1 if piece is None else lengths[index[piece]]
+                if learned:
+                    if first < 0 and k:
+                        first = total
+                    completion += k
+                total += k
             out.total_tokens[i] = total
             out.completion_tokens[i] = completion
             out.prompt_tokens[i] = total - completion
             out.first_completion_token[i] = first
-        return out
+        return fallback
 
+    def _piece_lengths(self, pieces: list[str]) -> list[int]:
+        if not pieces:
+            return []
+        if self.encoder is not None:
+            # A plain loop: ~3x faster than tiktoken's encode_ordinary_batch thread pool here.
+            encode = self.encoder.encode_ordinary
+            return [len(encode(p)) for p in pieces]
+        return [len(e.ids) for e in self.tok._tokenizer.encode_batch_fast(pieces, add_special_tokens=False)]
 
-def _sha(text: str | None) -> str:
-    import hashlib
-
-    return hashlib.sha256((text or "").encode()).hexdigest()
+    def _piecewise_agrees(self) -> bool:
+        try:
+            texts = self.render(PROBE_CONVERSATIONS)
+        except Exception:  # noqa: BLE001 - a template that cannot render the probes: use exact
+            return False
+        n = len(PROBE_CONVERSATIONS)
+        a = TokenCounts(*(np.zeros(n, dtype=np.int64) for _ in range(3)), np.full(n, -1, dtype=np.int64))
+        b = TokenCounts(*(np.zeros(n, dtype=np.int64) for _ in range(3)), np.full(n, -1, dtype=np.int64))
+        fallback = self._count_piecewise(PROBE_CONVERSATIONS, texts, a)
+        self._count_exact(PROBE_CONVERSATIONS, texts, b, list(range(n)))
+        same = all(
+            np.array_equal(np.delete(x, fallback), np.delete(y, fallback))
+            for x, y in zip(
+                (a.total_tokens, a.completion_tokens, a.first_completion_token),
+                (b.total_tokens, b.completion_tokens, b.first_completion_token),
+                strict=True,
+            )
+        )
+        if not same:
+            log.info(
+                "piecewise token counting disagrees with the exact count for this tokenizer; using exact"
+            )
+        return same

@@ -192,7 +192,10 @@ def iter_json(path: Path) -> Iterator[RawRow]:
 def iter_parquet(path: Path, batch_size: int = 8192) -> Iterator[RawRow]:
     name = str(path)
     try:
-        pf = pq.ParquetFile(path)
+        with open_binary(path) as f:
+            gz = isinstance(f, gzip.GzipFile)
+            # A gzipped Parquet file has to be inflated first (Parquet needs random access).
+            pf = pq.ParquetFile(io.BytesIO(f.read())) if gz else pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises several types for a corrupt file
         yield RawRow(name, 0, None, "", f"not a readable Parquet file: {e}")
         return

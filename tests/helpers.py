@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pyarrow as pa
+
+from curation.schema import RECORD_SCHEMA, conversation_id
+
+
+def batch_of(conversations: list[list[dict]] | list[str], source: str = "s") -> pa.Table:
+    """A record batch; a plain string is a one-turn conversation with that answer."""
+    convs = [
+        [{"role": "user", "content": "Tell me something."}, {"role": "assistant", "content": c}]
+        if isinstance(c, str)
+        else c
+        for c in conversations
+    ]
+    return pa.table(
+        {
+            "id": [conversation_id(c) for c in convs],
+            "source": [source] * len(convs),
+            "messages": pa.array(convs, RECORD_SCHEMA.field("messages").type),
+            "meta": ["{}"] * len(convs),
+        },
+        schema=RECORD_SCHEMA,
+    )
+
+
+def reasons(stage, conversations) -> list[str | None]:
+    batch = stage.annotate(batch_of(conversations))
+    return list(stage.decide(batch))
+
+
+def chat(*turns: str, system: str | None = None) -> list[dict]:
+    msgs = [{"role": "system", "content": system}] if system else []
+    for i, t in enumerate(turns):
+        msgs.append({"role": "user" if i % 2 == 0 else "assistant", "content": t})
+    return msgs

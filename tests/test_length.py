@@ -1,0 +1,119 @@
+"""Token counts through the chat template, checked against transformers' assistant-token mask."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from curation.config import LengthConfig
+from curation.stages import LengthStage
+from curation.token_counts import TemplateTokenCounter
+from tests.helpers import batch_of, chat
+
+# The same ChatML rendering with {% generation %} markers around what the trainer learns.
+CHATML_GENERATION = (
+    "{% for message in messages %}"
+    "{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+    "{% if message['role'] == 'assistant' %}{{ '<|im_start|>assistant\\n' }}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endif %}"
+    "{% endfor %}"
+)
+
+
+def reference_counts(tok, conv):
+    out = tok.apply_chat_template(
+        conv,
+        chat_template=CHATML_GENERATION,
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+    )
+    return len(out["input_ids"]), sum(out["assistant_masks"])
+
+
+CONVERSATIONS = [
+    chat("What is 2+2?", "4"),
+    chat(
+        "Hi", "Hello! How can I help?", "Explain BPE.", "It merges frequent byte pairs.", system="Be brief."
+    ),
+    chat("Write code", "```python\nprint('hi')\n```"),
+    chat("  spaced  ", "  leading and trailing spaces  "),
+    chat("¿Qué?", "La capital de Francia es París."),
+]
+
+
+def test_fast_piecewise_path_is_used_for_byte_level_bpe(tiny_tokenizer):
+    assert TemplateTokenCounter(tiny_tokenizer).backend == "tiktoken piecewise"
+    assert TemplateTokenCounter(tiny_tokenizer, piecewise=False).backend == "tokenizers exact"
+
+
+@pytest.mark.parametrize("piecewise", [True, False])
+@pytest.mark.parametrize("conv", CONVERSATIONS)
+def test_counts_match_the_assistant_mask(tiny_tokenizer, conv, piecewise):
+    counts = TemplateTokenCounter(tiny_tokenizer, piecewise=piecewise).count([conv])
+    total, assistant = reference_counts(tiny_tokenizer, conv)
+    assert counts.total_tokens[0] == total
+    assert counts.completion_tokens[0] == assistant
+    assert counts.prompt_tokens[0] == total - assistant
+
+
+text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=60)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(st.lists(st.tuples(text, text), min_size=1, max_size=3))
+def test_counts_match_the_mask_for_any_text(tiny_tokenizer, pairs):
+    conv = chat(*[x for pair in pairs for x in pair])
+    total, assistant = reference_counts(tiny_tokenizer, conv)
+    for piecewise in (True, False):
+        counts = TemplateTokenCounter(tiny_tokenizer, piecewise=piecewise).count([conv])
+        assert (counts.total_tokens[0], counts.completion_tokens[0]) == (total, assistant)
+
+
+def test_default_smollm2_tokenizer_counts_match_its_mask():
+    from curation.tokenizer import load_tokenizer
+
+    try:
+        tok = load_tokenizer(None)
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"default tokenizer unavailable: {e}")
+    template = CHATML_GENERATION.replace(
+        "You are a helpful assistant.", "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    )
+    for conv in CONVERSATIONS:
+        rendered = tok.apply_chat_template(conv, tokenize=False)
+        assert rendered == tok.apply_chat_template(conv, chat_template=template, tokenize=False)
+        out = tok.apply_chat_template(
+            conv, chat_template=template, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
+        counter = TemplateTokenCounter(tok)
+        assert counter.backend == "tiktoken piecewise"
+        counts = counter.count([conv])
+        assert counts.total_tokens[0] == len(out["input_ids"])
+        assert counts.completion_tokens[0] == sum(out["assistant_masks"])
+
+
+def test_length_bounds_and_reasons(tiny_tokenizer):
+    long_prompt = "word " * 300
+    convs = [
+        chat("Hi", "Hello there, friend."),
+        chat(long_prompt, "Short answer."),  # answer starts beyond max_length
+        chat("Hi", "word " * 80),
+    ]
+    stage = LengthStage(LengthConfig(max_length=128, max_completion_tokens=60), tokenizer=tiny_tokenizer)
+    batch = stage.annotate(batch_of(convs))
+    assert batch["completion_tokens"][0].as_py() > 0
+    assert list(stage.decide(batch)) == [
+        None,
+        "no_trainable_tokens_within_max_length",
+        "completion_tokens>max",
+    ]
+
+
+def test_long_conversation_with_trainable_tokens_inside_max_length_is_kept(tiny_tokenizer):
+    conv = chat("Hi", "Hello.", "word " * 300, "Ok.")
+    stage = LengthStage(LengthConfig(max_length=64), tokenizer=tiny_tokenizer)
+    batch = stage.annotate(batch_of([conv]))
+    assert batch["total_tokens"][0].as_py() > 64
+    assert list(stage.decide(batch)) == [None]
