@@ -61,6 +61,7 @@ class TemplateTokenCounter:
         self.added_re = re.compile("|".join(re.escape(t) for t in added)) if added else None
         self.encoder = tiktoken_encoder(tokenizer) if piecewise else None
         self._template = self._compiled_template()
+        self._skeletons: dict[tuple[str, ...], list[str] | None] = {}
         self.piecewise = piecewise and self.added_re is not None and self._piecewise_agrees()
         self.backend = ("tiktoken" if self.encoder is not None else "tokenizers") + (
             " piecewise" if self.piecewise else " exact"
@@ -113,27 +114,77 @@ class TemplateTokenCounter:
     # -- assistant spans --------------------------------------------------------------------
 
     def _assistant_spans(self, conv: list[dict], text: str) -> list[tuple[int, int, int]] | None:
-        """(content start, content end, learned end incl. end-of-turn) per assistant turn, or None."""
+        """(content start, content end, learned end incl. end-of-turn) per assistant turn, or None.
+
+        The template is rendered once per sequence of roles with sentinel contents; that skeleton
+        places every content exactly. A row whose text is not the skeleton filled with its contents
+        (a template that edits or branches on content) falls back to searching the contents in order.
+        """
+        roles = tuple(m["role"] for m in conv)
+        skeleton = self._skeletons.get(roles)
+        if skeleton is None and roles not in self._skeletons:
+            skeleton = self._skeletons[roles] = self._skeleton(roles)
+        if skeleton is not None:
+            spans, pos, filled = [], 0, []
+            for literal, m in zip(skeleton, conv, strict=False):
+                filled.append(literal)
+                filled.append(m["content"])
+                pos += len(literal)
+                if m["role"] == "assistant":
+                    spans.append(pos)
+                pos += len(m["content"])
+                if m["role"] == "assistant":
+                    spans[-1] = (spans[-1], pos)
+            filled.append(skeleton[-1])
+            if "".join(filled) == text:
+                return [(a, b, self._learned_end(text, b)) for a, b in spans]
+        return self._search_spans(conv, text)
+
+    def _learned_end(self, text: str, end: int) -> int:
+        return end + len(self.eot) if self.eot and text.startswith(self.eot, end) else end
+
+    def _skeleton(self, roles: tuple[str, ...]) -> list[str] | None:
+        probe = [{"role": r, "content": f"\x00{i}\x00"} for i, r in enumerate(roles)]
+        try:
+            rendered = self.render([probe])[0]
+        except Exception:  # noqa: BLE001 - a template that rejects this role order
+            return None
+        parts = re.split(r"\x00(\d+)\x00", rendered)
+        if [int(x) for x in parts[1::2]] != list(range(len(roles))):
+            return None  # the template drops, repeats or reorders contents
+        return parts[0::2]
+
+    def _search_spans(self, conv: list[dict], text: str) -> list[tuple[int, int, int]] | None:
+        """Fallback: find each content in order, never inside an added token."""
+        blocked = [(m.start(), m.end()) for m in self.added_re.finditer(text)] if self.added_re else []
         spans, cursor = [], 0
-        eot = self.eot
         for m in conv:
             content = m["content"]
-            start = text.find(content, cursor) if content else -1
+            start = self._find(text, content, cursor, blocked) if content else -1
             if start < 0 and content.strip():
                 content = content.strip()
-                start = text.find(content, cursor)
+                start = self._find(text, content, cursor, blocked)
             if start < 0:
-                if m["role"] != "assistant" or not eot or (start := text.find(eot, cursor)) < 0:
-                    if m["role"] == "assistant":
-                        return None
+                if m["role"] != "assistant":
                     continue
+                if not self.eot or (start := text.find(self.eot, cursor)) < 0:
+                    return None
                 content = ""  # empty answer: only the end-of-turn token is learned
             end = start + len(content)
             cursor = end
             if m["role"] == "assistant":
-                learned_end = end + len(eot) if eot and text.startswith(eot, end) else end
-                spans.append((start, end, learned_end))
+                spans.append((start, end, self._learned_end(text, end)))
         return spans
+
+    @staticmethod
+    def _find(text: str, content: str, cursor: int, blocked: list[tuple[int, int]]) -> int:
+        while (i := text.find(content, cursor)) >= 0:
+            j = i + len(content)
+            hit = next(((s, e) for s, e in blocked if s < j and i < e), None)
+            if hit is None:
+                return i
+            cursor = hit[1]
+        return -1
 
     # -- exact: offsets ---------------------------------------------------------------------
 

@@ -40,6 +40,9 @@ CONVERSATIONS = [
     chat("Write code", "```python\nprint('hi')\n```"),
     chat("  spaced  ", "  leading and trailing spaces  "),
     chat("¿Qué?", "La capital de Francia es París."),
+    chat("0", "_"),  # content that also occurs inside "<|im_end|>"
+    chat("a", "a"),  # content that also occurs inside the "assistant" header
+    chat("Hi", ""),  # empty answer: only the end-of-turn token is learned
 ]
 
 
