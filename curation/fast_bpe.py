@@ -60,14 +60,14 @@ def _pattern(pre: dict | None) -> str | None:
     return None
 
 
-def tiktoken_encoder(hf_tokenizer):
-    """A tiktoken Encoding that reproduces ``hf_tokenizer`` (a fast HF tokenizer), or None."""
+def tiktoken_encoder(backend, name: str = "hf"):
+    """A tiktoken Encoding that reproduces ``backend`` (a ``tokenizers.Tokenizer``), or None."""
     try:
         import tiktoken
     except ImportError:
         return None
     try:
-        spec = json.loads(hf_tokenizer._tokenizer.to_str())
+        spec = json.loads(backend.to_str())
     except Exception:  # noqa: BLE001 - any tokenizer we cannot introspect uses the HF path
         return None
     model = spec.get("model", {})
@@ -83,7 +83,7 @@ def tiktoken_encoder(hf_tokenizer):
                 continue
             ranks[bytes(decoder[ch] for ch in token)] = idx
         enc = tiktoken.Encoding(
-            f"hf-{abs(hash(hf_tokenizer.name_or_path))}",
+            f"hf-{name}",
             pat_str=pattern,
             mergeable_ranks=ranks,
             special_tokens=added,
@@ -92,7 +92,7 @@ def tiktoken_encoder(hf_tokenizer):
         log.debug("tiktoken conversion not possible: %s", e)
         return None
     for text in PROBE_TEXTS:
-        want = hf_tokenizer._tokenizer.encode(text, add_special_tokens=False).ids
+        want = backend.encode(text, add_special_tokens=False).ids
         if enc.encode(text, allowed_special="all") != want:
             log.info("tiktoken conversion differs from the HF tokenizer on a probe; using the HF tokenizer")
             return None

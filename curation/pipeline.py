@@ -175,12 +175,12 @@ def _check_accounting(summary: list[dict]) -> None:
 def _tokenizer_info(stage) -> dict | None:
     if stage is None:
         return None
-    tok = stage.tokenizer
     return {
-        "name": getattr(tok, "name_for_manifest", getattr(tok, "name_or_path", None)),
+        "name": stage.spec.name,
         "chat_template_sha256": stage.counter.template_hash,
-        "eos_token": tok.eos_token,
+        "eos_token": stage.spec.eos_token,
         "max_length": stage.cfg.max_length,
+        "token_counting": stage.counter.backend,
     }
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -45,6 +45,44 @@ PROBE_CONVERSATIONS = [
 
 
 @dataclass
+class TokenizerSpec:
+    """Everything the counter needs, as plain data: picklable, and usable without transformers."""
+
+    name: str
+    tokenizer_json: str
+    chat_template: str
+    special_tokens_map: dict
+    eos_token: str
+    added_tokens: list[str]
+    probe_renders: list[str] = field(default_factory=list)  # apply_chat_template on PROBE_CONVERSATIONS
+
+    @classmethod
+    def from_hf(cls, tok) -> TokenizerSpec:
+        return cls(
+            name=str(getattr(tok, "name_for_manifest", tok.name_or_path)),
+            tokenizer_json=tok._tokenizer.to_str(),
+            chat_template=tok.chat_template,
+            special_tokens_map=dict(tok.special_tokens_map),
+            eos_token=tok.eos_token or "",
+            added_tokens=sorted(
+                {t.content for t in tok.added_tokens_decoder.values()}, key=len, reverse=True
+            ),
+            probe_renders=[tok.apply_chat_template(c, tokenize=False) for c in PROBE_CONVERSATIONS],
+        )
+
+    def hf_tokenizer(self):
+        """A transformers tokenizer rebuilt from the spec (only needed when the fast render fails)."""
+        from tokenizers import Tokenizer
+        from transformers import PreTrainedTokenizerFast
+
+        tok = PreTrainedTokenizerFast(
+            tokenizer_object=Tokenizer.from_str(self.tokenizer_json), **self.special_tokens_map
+        )
+        tok.chat_template = self.chat_template
+        return tok
+
+
+@dataclass
 class TokenCounts:
     prompt_tokens: np.ndarray
     completion_tokens: np.ndarray  # assistant tokens: what the trainer learns from
@@ -53,13 +91,24 @@ class TokenCounts:
 
 
 class TemplateTokenCounter:
-    def __init__(self, tokenizer, piecewise: bool = True):
-        self.tok = tokenizer
-        self.eot = tokenizer.eos_token or ""
-        self.template_hash = hashlib.sha256((tokenizer.chat_template or "").encode()).hexdigest()
-        added = sorted({t.content for t in tokenizer.added_tokens_decoder.values()}, key=len, reverse=True)
+    """Counts tokens for one tokenizer + chat template. Build it from a transformers tokenizer or
+    from a TokenizerSpec (what worker processes do: no transformers model code is imported)."""
+
+    def __init__(self, tokenizer=None, piecewise: bool = True, spec: TokenizerSpec | None = None):
+        from tokenizers import Tokenizer
+
+        if spec is None:
+            spec = TokenizerSpec.from_hf(tokenizer)
+        self.spec = spec
+        self._hf = tokenizer
+        self.backend_tok = (
+            tokenizer._tokenizer if tokenizer is not None else Tokenizer.from_str(spec.tokenizer_json)
+        )
+        self.eot = spec.eos_token
+        self.template_hash = hashlib.sha256((spec.chat_template or "").encode()).hexdigest()
+        added = spec.added_tokens
         self.added_re = re.compile("|".join(re.escape(t) for t in added)) if added else None
-        self.encoder = tiktoken_encoder(tokenizer) if piecewise else None
+        self.encoder = tiktoken_encoder(self.backend_tok, spec.name) if piecewise else None
         self._template = self._compiled_template()
         self._skeletons: dict[tuple[str, ...], list[str] | None] = {}
         self.piecewise = piecewise and self.added_re is not None and self._piecewise_agrees()
@@ -67,6 +116,12 @@ class TemplateTokenCounter:
             " piecewise" if self.piecewise else " exact"
         )
         log.debug("token counting: %s", self.backend)
+
+    @property
+    def hf(self):
+        if self._hf is None:
+            self._hf = self.spec.hf_tokenizer()
+        return self._hf
 
     # -- public -----------------------------------------------------------------------------
 
@@ -77,24 +132,9 @@ class TemplateTokenCounter:
         ``apply_chat_template``); it is used only if it reproduced apply_chat_template on probes.
         """
         if self._template is None:
-            return self.tok.apply_chat_template(conversations, tokenize=False)
+            return self.hf.apply_chat_template(conversations, tokenize=False)
         render, kwargs = self._template
         return [render(messages=conv, add_generation_prompt=False, **kwargs) for conv in conversations]
-
-    def _compiled_template(self):
-        try:
-            from transformers.utils.chat_template_utils import _compile_jinja_template
-
-            compiled = _compile_jinja_template(self.tok.chat_template)
-            kwargs = {"tools": None, "documents": None, **self.tok.special_tokens_map}
-            for conv in PROBE_CONVERSATIONS:
-                if compiled.render(
-                    messages=conv, add_generation_prompt=False, **kwargs
-                ) != self.tok.apply_chat_template(conv, tokenize=False):
-                    return None
-            return compiled.render, kwargs
-        except Exception:  # noqa: BLE001 - any difference in transformers internals: use the public API
-            return None
 
     def count(self, conversations: list[list[dict]]) -> TokenCounts:
         n = len(conversations)
@@ -110,6 +150,19 @@ class TemplateTokenCounter:
                 [conversations[i] for i in exact_rows], [texts[i] for i in exact_rows], out, exact_rows
             )
         return out
+
+    def _compiled_template(self):
+        try:
+            from transformers.utils.chat_template_utils import _compile_jinja_template
+
+            compiled = _compile_jinja_template(self.spec.chat_template)
+            kwargs = {"tools": None, "documents": None, **self.spec.special_tokens_map}
+            for conv, want in zip(PROBE_CONVERSATIONS, self.spec.probe_renders, strict=True):
+                if compiled.render(messages=conv, add_generation_prompt=False, **kwargs) != want:
+                    return None
+            return compiled.render, kwargs
+        except Exception:  # noqa: BLE001 - any difference in transformers internals: use the public API
+            return None
 
     # -- assistant spans --------------------------------------------------------------------
 
@@ -189,7 +242,7 @@ class TemplateTokenCounter:
     # -- exact: offsets ---------------------------------------------------------------------
 
     def _count_exact(self, conversations, texts, out: TokenCounts, rows) -> None:
-        encodings = self.tok._tokenizer.encode_batch(texts, add_special_tokens=False)
+        encodings = self.backend_tok.encode_batch(texts, add_special_tokens=False)
         for row, conv, text, enc in zip(rows, conversations, texts, encodings, strict=True):
             total = len(enc.ids)
             completion, first = 0, -1
@@ -293,7 +346,7 @@ class TemplateTokenCounter:
             # A plain loop: ~3x faster than tiktoken's encode_ordinary_batch thread pool here.
             encode = self.encoder.encode_ordinary
             return [len(encode(p)) for p in pieces]
-        return [len(e.ids) for e in self.tok._tokenizer.encode_batch_fast(pieces, add_special_tokens=False)]
+        return [len(e.ids) for e in self.backend_tok.encode_batch_fast(pieces, add_special_tokens=False)]
 
     def _piecewise_agrees(self) -> bool:
         try:

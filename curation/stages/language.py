@@ -24,17 +24,28 @@ class LanguageStage(Stage):
 
     def score(self, batch):
         n = batch.num_rows
-        t = turns(batch, roles=("user", "assistant"))
-        text = (
-            t.sort(["row", "turn"])
+        # The answer first (it is what the model learns), then the prompt: a short answer ("4",
+        # "Canberra") is judged together with its question.
+        t = turns(batch, roles=("user", "assistant")).sort(["row", "turn"])
+        assistant = (
+            t.filter(pl.col("role") == "assistant")
             .group_by("row", maintain_order=True)
-            .agg(pl.col("content").str.join(" "))
-            .with_columns(
-                pl.col("content")
+            .agg(pl.col("content").str.join(" ").alias("a"))
+        )
+        user = (
+            t.filter(pl.col("role") == "user")
+            .group_by("row", maintain_order=True)
+            .agg(pl.col("content").str.join(" ").alias("u"))
+        )
+        text = (
+            assistant.join(user, on="row", how="full", coalesce=True)
+            .select(
+                "row",
+                content=pl.concat_str([pl.col("a").fill_null(""), pl.col("u").fill_null("")], separator=" ")
                 .str.replace_all(CODE_FENCE_RE, " ")
-                .str.slice(0, self.cfg.max_chars)
                 .str.replace_all(r"\s+", " ")
                 .str.strip_chars()
+                .str.slice(0, self.cfg.max_chars),
             )
             .with_columns(letters=pl.col("content").str.count_matches(r"\p{L}"))
         )

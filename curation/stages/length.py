@@ -12,7 +12,7 @@ import numpy as np
 
 from curation.config import LengthConfig
 from curation.stages.base import Stage
-from curation.token_counts import TemplateTokenCounter
+from curation.token_counts import TemplateTokenCounter, TokenizerSpec
 
 
 class LengthStage(Stage):
@@ -26,6 +26,20 @@ class LengthStage(Stage):
             tokenizer = load_tokenizer(self.cfg.tokenizer)
         self.tokenizer = tokenizer
         self.counter = TemplateTokenCounter(tokenizer)
+
+    # Pickled as plain data (config + tokenizer spec): a worker process rebuilds the counter
+    # without loading the tokenizer through transformers again.
+    def __getstate__(self):
+        return {"cfg": self.cfg, "spec": self.counter.spec}
+
+    def __setstate__(self, state):
+        self.cfg = state["cfg"]
+        self.tokenizer = None
+        self.counter = TemplateTokenCounter(spec=state["spec"])
+
+    @property
+    def spec(self) -> TokenizerSpec:
+        return self.counter.spec
 
     def score(self, batch):
         counts = self.counter.count(batch["messages"].to_pylist())

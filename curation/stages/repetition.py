@@ -32,10 +32,9 @@ TOP_NS = (2, 3, 4)
 DUP_NS = (5, 6, 7, 8, 9, 10)
 
 
-def _group_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each key: how often it occurs (per occurrence) and the inverse index."""
-    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    return counts[inverse], inverse
+def _group_counts(keys: np.ndarray) -> np.ndarray:
+    """For each key occurrence: how often that key occurs (hash group-by in polars)."""
+    return pl.DataFrame({"k": keys}).select(pl.len().over("k")).to_series().to_numpy()
 
 
 def repetition_scores(texts: list[str] | pl.Series, min_words: int) -> dict[str, np.ndarray]:
@@ -88,9 +87,15 @@ def repetition_scores(texts: list[str] | pl.Series, min_words: int) -> dict[str,
         out["rep_unique_word_ratio"] = np.where(scored, uniq_docs / np.maximum(n_words, 1), np.nan)
 
     # Rolling n-gram hashes: g_n[i] = mix(g_{n-1}[i], h[i+n-1]), valid where remaining >= n.
+    # A doc with no repeated n-gram has no repeated (n+1)-gram either, so each pass only looks at
+    # the docs that still repeat something (most docs drop out after n = 2 or 3).
     g = h.copy()
     gchars = wlen.copy()
-    with np.errstate(over="ignore"):
+    active = scored.copy()
+    for name in out:
+        if name.startswith(("rep_top_", "rep_dup_")) and "line" not in name:
+            out[name] = np.where(scored, 0.0, np.nan)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for n in range(2, max(DUP_NS) + 1):
             shifted = np.zeros_like(h)
             shifted[: -(n - 1)] = h[n - 1 :]
@@ -98,26 +103,27 @@ def repetition_scores(texts: list[str] | pl.Series, min_words: int) -> dict[str,
             wshift = np.zeros_like(wlen)
             wshift[: -(n - 1)] = wlen[n - 1 :]
             gchars = gchars + wshift
-            valid = remaining >= n
-            idx = np.flatnonzero(valid)
-            counts, inverse = _group_counts(g[idx] ^ doc_salt[idx])
+            idx = np.flatnonzero((remaining >= n) & active[doc])
+            if len(idx) == 0:
+                break
+            counts = _group_counts(g[idx] ^ doc_salt[idx])
+            repeated = counts > 1
+            active &= np.bincount(doc[idx], weights=repeated, minlength=n_docs) > 0
             if n in TOP_NS:
                 # Characters covered by the most frequent n-gram of each doc (Gopher counts
                 # occurrences x n-gram characters, for n-grams that occur more than once).
-                cover = np.where(counts > 1, counts * gchars[idx], 0.0)
+                cover = np.where(repeated, counts * gchars[idx], 0.0)
                 top = np.zeros(n_docs)
                 np.maximum.at(top, doc[idx], cover)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    out[f"rep_top_{n}gram_frac"] = np.where(scored, np.minimum(top / word_chars, 1.0), np.nan)
+                out[f"rep_top_{n}gram_frac"] = np.where(scored, np.minimum(top / word_chars, 1.0), np.nan)
             if n in DUP_NS:
                 dup_start = np.zeros(len(doc), dtype=bool)
-                dup_start[idx] = counts > 1
+                dup_start[idx] = repeated
                 covered = dup_start.copy()
                 for k in range(1, n):
                     covered[k:] |= dup_start[:-k]
                 dup_chars = np.bincount(doc, weights=wlen * covered, minlength=n_docs)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    out[f"rep_dup_{n}gram_frac"] = np.where(scored, dup_chars / word_chars, np.nan)
+                out[f"rep_dup_{n}gram_frac"] = np.where(scored, dup_chars / word_chars, np.nan)
 
     ls = line_stats.to_dict(as_series=False)
     ldoc = np.asarray(ls["doc"], dtype=np.int64)
