@@ -149,7 +149,8 @@ class CurateConfig(_Strict):
     out: str | None = None  # default data/curated/<run_name>
     seed: int = 0
     strict: bool = False
-    batch_size: int = Field(4096, ge=1)
+    batch_size: int = Field(2048, ge=1)
+    workers: int | None = Field(None, ge=1)  # map-stage processes; default: all cores
     sources: list[SourceConfig] = []
     stages: StagesConfig = StagesConfig()
     output: OutputConfig = OutputConfig()

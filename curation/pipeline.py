@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from curation import __version__
 from curation.config import CurateConfig
+from curation.engine import default_workers, map_stages
 from curation.errors import AccountingError, ConfigError
 from curation.io.reader import SourceRead, read_source
 from curation.output import prepare_out_dir, write_json_atomic, write_shards
@@ -41,7 +42,11 @@ def default_out(cfg: CurateConfig) -> Path:
 
 
 def run_curation(
-    cfg: CurateConfig, out: str | Path | None = None, overwrite: bool = False, tokenizer=None
+    cfg: CurateConfig,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    tokenizer=None,
+    workers: int | None = None,
 ) -> RunResult:
     if not cfg.sources:
         raise ConfigError("no sources configured: add 'sources:' to the config or pass --source NAME=PATH")
@@ -60,11 +65,9 @@ def run_curation(
 
     counts = StageCounts()
     stages = build_map_stages(cfg.stages, tokenizer=tokenizer)
-    rejected_parts = []
-    for stage in stages:
-        table, rejected = run_stage(stage, table, counts, cfg.batch_size)
-        if rejected is not None:
-            rejected_parts.append(rejected)
+    table, rejected_parts = map_stages(
+        stages, table, counts, cfg.batch_size, workers or cfg.workers or default_workers()
+    )
     if cfg.stages.refusal.enabled and cfg.stages.refusal.max_share is not None:
         table, rejected = run_stage(
             RefusalCapStage(cfg.stages.refusal.max_share, cfg.seed), table, counts, 1 << 30
@@ -108,6 +111,7 @@ def run_curation(
         "shards": shards,
         "tokenizer": _tokenizer_info(length_stage),
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        "engine": {"name": "local", "workers": counts.workers, "batch_size": cfg.batch_size},
         "versions": _versions(),
     }
     write_json_atomic(out / "manifest.json", manifest)

@@ -33,6 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--overwrite", action="store_true", help="allow writing into a non-empty folder not made by this tool"
     )
+    p.add_argument("--workers", type=int, help="map-stage worker processes (default: all cores)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -86,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         from curation.pipeline import run_curation
 
         cfg = build_config(args)
-        result = run_curation(cfg, out=args.out, overwrite=args.overwrite)
+        if args.workers is not None and args.workers < 1:
+            raise CurationError("--workers must be at least 1")
+        result = run_curation(cfg, out=args.out, overwrite=args.overwrite, workers=args.workers)
     except CurationError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -208,3 +208,17 @@ def test_strict_mode_from_cli(tmp_path, capsys, tiny_tokenizer_dir):
         ["--source", f"a={a}", "--strict", "--out", str(tmp_path / "o"), "--tokenizer", tiny_tokenizer_dir]
     )
     assert rc == 2 and "row 2: field output: missing field" in capsys.readouterr().err
+
+
+def test_workers_give_the_same_result(sample_run, tmp_path, monkeypatch):
+    from curation import engine
+
+    monkeypatch.setattr(engine, "MIN_ROWS_PER_WORKER", 100)
+    cfg = load_config(ROOT / "data" / "sample.yaml")
+    cfg.batch_size = 128
+    parallel = run_curation(cfg, out=tmp_path / "parallel", workers=2)
+    assert parallel.manifest["engine"]["workers"] == 2
+    assert parallel.kept["id"].to_pylist() == sample_run.kept["id"].to_pylist()
+    assert parallel.rejected["id"].to_pylist() == sample_run.rejected["id"].to_pylist()
+    assert parallel.rejected["reject_reason"].to_pylist() == sample_run.rejected["reject_reason"].to_pylist()
+    assert parallel.manifest["counts"] == sample_run.manifest["counts"]

@@ -74,6 +74,7 @@ class StageCounts:
         self.rows_in: dict[str, Counter] = defaultdict(Counter)
         self.seconds: dict[str, float] = defaultdict(float)
         self.order: list[str] = []
+        self.workers = 1
 
     def record(self, stage: str, batch_in: pa.Table, rejected: pa.Table, seconds: float) -> None:
         if stage not in self.order:
