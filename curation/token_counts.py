@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from curation.fast_bpe import tiktoken_encoder
+from curation.template_analysis import content_is_verbatim
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class TemplateTokenCounter:
         self.encoder = tiktoken_encoder(self.backend_tok, spec.name) if piecewise else None
         self._template = self._compiled_template()
         self._skeletons: dict[tuple[str, ...], list[str] | None] = {}
+        self._checked: set[tuple[str, ...]] = set()  # role sequences whose skeleton fill was verified
+        self.verbatim = content_is_verbatim(spec.chat_template or "")
         self.piecewise = piecewise and self.added_re is not None and self._piecewise_agrees()
         self.backend = ("tiktoken" if self.encoder is not None else "tokenizers") + (
             " piecewise" if self.piecewise else " exact"
@@ -141,14 +144,44 @@ class TemplateTokenCounter:
         out = TokenCounts(*(np.zeros(n, dtype=np.int64) for _ in range(3)), np.full(n, -1, dtype=np.int64))
         if n == 0:
             return out
-        texts = self.render(conversations)
+        rendered = self.render_with_spans(conversations)
         exact_rows = list(range(n))
         if self.piecewise:
-            exact_rows = self._count_piecewise(conversations, texts, out)
+            exact_rows = self._count_piecewise(rendered, out)
         if exact_rows:
-            self._count_exact(
-                [conversations[i] for i in exact_rows], [texts[i] for i in exact_rows], out, exact_rows
-            )
+            self._count_exact([rendered[i] for i in exact_rows], out, exact_rows)
+        return out
+
+    def render_with_spans(self, conversations: list[list[dict]]) -> list[tuple[str, list | None]]:
+        """Rendered text and assistant spans of each conversation.
+
+        For a template that prints contents verbatim (template_analysis), the text is the role
+        sequence's skeleton filled with the contents: no template engine per row. The first row
+        of every role sequence is checked against a real render.
+        """
+        out: list[tuple[str, list | None]] = []
+        pending: list[int] = []
+        for conv in conversations:
+            if self.verbatim:
+                roles = tuple(m["role"] for m in conv)
+                skeleton = self._skeleton_for(roles)
+                if skeleton is not None:
+                    text, spans = self._fill(skeleton, conv)
+                    if roles not in self._checked:
+                        if self.render([conv])[0] != text:
+                            self.verbatim = False  # the analysis was wrong for this template: stop
+                            pending.append(len(out))
+                            out.append(("", None))
+                            continue
+                        self._checked.add(roles)
+                    out.append((text, spans))
+                    continue
+            pending.append(len(out))
+            out.append(("", None))
+        if pending:
+            texts = self.render([conversations[i] for i in pending])
+            for i, text in zip(pending, texts, strict=True):
+                out[i] = (text, self._assistant_spans(conversations[i], text))
         return out
 
     def _compiled_template(self):
@@ -173,25 +206,31 @@ class TemplateTokenCounter:
         places every content exactly. A row whose text is not the skeleton filled with its contents
         (a template that edits or branches on content) falls back to searching the contents in order.
         """
-        roles = tuple(m["role"] for m in conv)
-        skeleton = self._skeletons.get(roles)
-        if skeleton is None and roles not in self._skeletons:
-            skeleton = self._skeletons[roles] = self._skeleton(roles)
+        skeleton = self._skeleton_for(tuple(m["role"] for m in conv))
         if skeleton is not None:
-            spans, pos, filled = [], 0, []
-            for literal, m in zip(skeleton, conv, strict=False):
-                filled.append(literal)
-                filled.append(m["content"])
-                pos += len(literal)
-                if m["role"] == "assistant":
-                    spans.append(pos)
-                pos += len(m["content"])
-                if m["role"] == "assistant":
-                    spans[-1] = (spans[-1], pos)
-            filled.append(skeleton[-1])
-            if "".join(filled) == text:
-                return [(a, b, self._learned_end(text, b)) for a, b in spans]
+            filled, spans = self._fill(skeleton, conv)
+            if filled == text:
+                return spans
         return self._search_spans(conv, text)
+
+    def _skeleton_for(self, roles: tuple[str, ...]) -> list[str] | None:
+        if roles not in self._skeletons:
+            self._skeletons[roles] = self._skeleton(roles)
+        return self._skeletons[roles]
+
+    def _fill(self, skeleton: list[str], conv: list[dict]) -> tuple[str, list[tuple[int, int, int]]]:
+        parts, spans, pos = [], [], 0
+        for literal, m in zip(skeleton, conv, strict=False):
+            content = m["content"]
+            parts.append(literal)
+            parts.append(content)
+            pos += len(literal)
+            if m["role"] == "assistant":
+                spans.append((pos, pos + len(content)))
+            pos += len(content)
+        parts.append(skeleton[-1])
+        text = "".join(parts)
+        return text, [(a, b, self._learned_end(text, b)) for a, b in spans]
 
     def _learned_end(self, text: str, end: int) -> int:
         return end + len(self.eot) if self.eot and text.startswith(self.eot, end) else end
@@ -241,12 +280,12 @@ class TemplateTokenCounter:
 
     # -- exact: offsets ---------------------------------------------------------------------
 
-    def _count_exact(self, conversations, texts, out: TokenCounts, rows) -> None:
-        encodings = self.backend_tok.encode_batch(texts, add_special_tokens=False)
-        for row, conv, text, enc in zip(rows, conversations, texts, encodings, strict=True):
+    def _count_exact(self, rendered: list[tuple[str, list | None]], out: TokenCounts, rows) -> None:
+        encodings = self.backend_tok.encode_batch([text for text, _ in rendered], add_special_tokens=False)
+        for row, (_, spans), enc in zip(rows, rendered, encodings, strict=True):
             total = len(enc.ids)
             completion, first = 0, -1
-            for start, _, end in self._assistant_spans(conv, text) or []:
+            for start, _, end in spans or []:
                 if end <= start:
                     continue
                 a, b = enc.char_to_token(start), enc.char_to_token(end - 1)
@@ -262,14 +301,13 @@ class TemplateTokenCounter:
 
     # -- piecewise: special-token split + shared pieces ---------------------------------------
 
-    def _plan(self, conv: list[dict], text: str) -> list[tuple[str | None, bool]] | None:
+    def _plan(self, text: str, spans: list | None) -> list[tuple[str | None, bool]] | None:
         """Pieces (text, or None for one special token) with their completion flag; None if unsafe.
 
         Special tokens cut the text; so does the start of each assistant content, which must be a
         pre-token boundary (right after a special token, or after a newline with content that does
         not start with whitespace) and must end at a special token (the end-of-turn).
         """
-        spans = self._assistant_spans(conv, text)
         if spans is None:
             return None
         pieces: list[tuple[str | None, bool]] = []
@@ -308,10 +346,10 @@ class TemplateTokenCounter:
             pieces.append((text[pos:], False))
         return pieces
 
-    def _count_piecewise(self, conversations, texts, out: TokenCounts) -> list[int]:
+    def _count_piecewise(self, rendered: list[tuple[str, list | None]], out: TokenCounts) -> list[int]:
         plans, fallback = [], []
-        for i, (conv, text) in enumerate(zip(conversations, texts, strict=True)):
-            plan = self._plan(conv, text)
+        for i, (text, spans) in enumerate(rendered):
+            plan = self._plan(text, spans)
             if plan is None:
                 fallback.append(i)
             plans.append(plan)
@@ -356,8 +394,9 @@ class TemplateTokenCounter:
         n = len(PROBE_CONVERSATIONS)
         a = TokenCounts(*(np.zeros(n, dtype=np.int64) for _ in range(3)), np.full(n, -1, dtype=np.int64))
         b = TokenCounts(*(np.zeros(n, dtype=np.int64) for _ in range(3)), np.full(n, -1, dtype=np.int64))
-        fallback = self._count_piecewise(PROBE_CONVERSATIONS, texts, a)
-        self._count_exact(PROBE_CONVERSATIONS, texts, b, list(range(n)))
+        rendered = [(t, self._assistant_spans(c, t)) for c, t in zip(PROBE_CONVERSATIONS, texts, strict=True)]
+        fallback = self._count_piecewise(rendered, a)
+        self._count_exact(rendered, b, list(range(n)))
         same = all(
             np.array_equal(np.delete(x, fallback), np.delete(y, fallback))
             for x, y in zip(

@@ -120,3 +120,43 @@ def test_long_conversation_with_trainable_tokens_inside_max_length_is_kept(tiny_
     batch = stage.annotate(batch_of([conv]))
     assert batch["total_tokens"][0].as_py() > 64
     assert list(stage.decide(batch)) == [None]
+
+
+TRIMMING = CHATML_GENERATION.replace(
+    "message['content'] + '<|im_end|>'", "message['content'] | trim + '<|im_end|>'"
+)
+
+
+@pytest.mark.parametrize(
+    "template, verbatim",
+    [
+        (CHATML_GENERATION, True),
+        (TRIMMING, False),
+        (
+            "{% for m in messages %}{% if 'x' in m['content'] %}X{% endif %}{{ m['content'] }}{% endfor %}",
+            False,
+        ),
+        ("{% set s = messages[0]['content'] %}{% for m in messages %}{{ s + m.content }}{% endfor %}", False),
+        ("{% for m in messages %}{{ m.get('content') }}{% endfor %}", False),
+    ],
+)
+def test_template_analysis(template, verbatim):
+    from curation.template_analysis import content_is_verbatim
+
+    assert content_is_verbatim(template) is verbatim
+
+
+def test_a_template_that_edits_content_is_counted_exactly(tiny_tokenizer):
+    import copy
+
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.chat_template = TRIMMING.replace("{% generation %}", "").replace("{% endgeneration %}", "")
+    counter = TemplateTokenCounter(tok)
+    assert counter.verbatim is False
+    for conv in CONVERSATIONS:
+        out = tok.apply_chat_template(
+            conv, chat_template=TRIMMING, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
+        counts = counter.count([conv])
+        assert counts.total_tokens[0] == len(out["input_ids"])
+        assert counts.completion_tokens[0] == sum(out["assistant_masks"])

@@ -1,0 +1,60 @@
+"""Peak resident memory of a phase, sampled from /proc (Linux) in a background thread."""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import time
+
+
+def rss_bytes() -> int:
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def children_rss_bytes() -> int:
+    """Resident memory of live child processes (worker processes)."""
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{os.getpid()}/task"):
+            with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+                for pid in f.read().split():
+                    try:
+                        with open(f"/proc/{pid}/statm") as g:
+                            total += int(g.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                    except OSError:
+                        pass
+    except OSError:
+        pass
+    return total
+
+
+class PeakMemory:
+    """``with PeakMemory() as m: ...``; then m.peak (bytes, this process + workers) and m.start."""
+
+    def __init__(self, interval: float = 0.01):
+        self.interval = interval
+        self.peak = 0
+        self.start = 0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes() + children_rss_bytes())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self.start = rss_bytes()
+        self.peak = self.start
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
