@@ -42,6 +42,8 @@ def repetition_scores(texts: list[str] | pl.Series, min_words: int) -> dict[str,
     n_docs = len(texts)
     docs = pl.DataFrame({"text": pl.Series(texts, dtype=pl.String)}).with_row_index("doc")
     docs = docs.with_columns(pl.col("text").str.replace_all(CODE_FENCE_RE, " "))
+    # Only texts long enough to be scored are split into lines and words.
+    docs = docs.filter(pl.col("text").str.count_matches(r"\S+") >= min_words)
     out = {k: np.full(n_docs, np.nan) for k in _score_names()}
 
     # Lines.
