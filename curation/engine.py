@@ -41,8 +41,28 @@ def _init_worker(payload: bytes) -> None:
     _WORKER_STAGES = pickle.loads(payload)
 
 
-def _worker_run(batch: pa.Table):
-    return run_batch(_WORKER_STAGES, batch)
+def to_ipc(table: pa.Table) -> bytes:
+    """Arrow IPC bytes of a table. Pickling a slice would carry its parent's whole buffers."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def from_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(data).read_all()
+
+
+def _worker_run(data: bytes):
+    kept, steps = run_batch(_WORKER_STAGES, from_ipc(data))
+    return to_ipc(kept), [(name, to_ipc(rows_in), to_ipc(rej), secs) for name, rows_in, rej, secs in steps]
+
+
+def _from_worker(result):
+    kept, steps = result
+    return from_ipc(kept), [
+        (name, from_ipc(rows_in), from_ipc(rej), secs) for name, rows_in, rej, secs in steps
+    ]
 
 
 def run_batch(stages: list[Stage], batch: pa.Table):
@@ -78,13 +98,15 @@ def map_stages(
             pool = None
         else:
             log.info("map stages: %d batches on %d worker processes", len(batches), n_workers)
+            for stage in stages:
+                stage.prepare(table)
             pool = ProcessPoolExecutor(
                 n_workers,
                 mp_context=mp.get_context("spawn"),
                 initializer=_init_worker,
                 initargs=(pickle.dumps(stages),),
             )
-            results = pool.map(_worker_run, batches)
+            results = map(_from_worker, pool.map(_worker_run, map(to_ipc, batches)))
         for kept, steps in results:
             kept_parts.append(kept)
             for bar, (name, rows_in, rejected, seconds) in zip(bars, steps, strict=True):

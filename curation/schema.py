@@ -42,18 +42,13 @@ REJECT_COLUMNS = (
 
 
 def _normalize_text(text: str) -> str:
-    return unicodedata.normalize("NFC", text).strip()
+    return (text if text.isascii() else unicodedata.normalize("NFC", text)).strip()
 
 
 def conversation_id(messages: list[dict]) -> str:
     """Stable id: the same normalized conversation gives the same id in every run and on every machine."""
-    h = hashlib.blake2b(digest_size=16)
-    for m in messages:
-        h.update(m["role"].encode())
-        h.update(b"\x1f")
-        h.update(_normalize_text(m["content"]).encode("utf-8", "surrogatepass"))
-        h.update(b"\x1e")
-    return h.hexdigest()
+    key = "".join(f"{m['role']}\x1f{_normalize_text(m['content'])}\x1e" for m in messages)
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def check_messages(messages: list[dict], field: str = "messages") -> list[dict]:
@@ -73,7 +68,7 @@ def check_messages(messages: list[dict], field: str = "messages") -> list[dict]:
             raise RowError(f"{where}.role", f"unknown role {role!r}")
         if not isinstance(content, str):
             raise RowError(f"{where}.content", f"content is {type(content).__name__}, expected a string")
-        if _has_surrogates(content):
+        if not content.isascii() and _has_surrogates(content):
             raise RowError(f"{where}.content", "invalid UTF-8 in text")
         if role == "system" and i != 0:
             raise RowError(f"{where}.role", "system turn after the start of the conversation")

@@ -56,6 +56,10 @@ class TokenizerSpec:
     eos_token: str
     added_tokens: list[str]
     probe_renders: list[str] = field(default_factory=list)  # apply_chat_template on PROBE_CONVERSATIONS
+    # Filled in by the parent process, so that workers need no template engine and no re-checks:
+    piecewise_ok: bool | None = None
+    skeletons: dict = field(default_factory=dict)  # role sequence -> skeleton literals (or None)
+    checked: set = field(default_factory=set)  # role sequences whose skeleton fill matched a real render
 
     @classmethod
     def from_hf(cls, tok) -> TokenizerSpec:
@@ -110,15 +114,40 @@ class TemplateTokenCounter:
         added = spec.added_tokens
         self.added_re = re.compile("|".join(re.escape(t) for t in added)) if added else None
         self.encoder = tiktoken_encoder(self.backend_tok, spec.name) if piecewise else None
-        self._template = self._compiled_template()
-        self._skeletons: dict[tuple[str, ...], list[str] | None] = {}
-        self._checked: set[tuple[str, ...]] = set()  # role sequences whose skeleton fill was verified
+        self._compiled = None  # the Jinja template, compiled on first use
+        self._skeletons = spec.skeletons
+        self._checked = spec.checked
         self.verbatim = content_is_verbatim(spec.chat_template or "")
-        self.piecewise = piecewise and self.added_re is not None and self._piecewise_agrees()
+        if not piecewise:
+            self.piecewise = False
+        else:
+            if spec.piecewise_ok is None:
+                spec.piecewise_ok = self.added_re is not None and self._piecewise_agrees()
+            self.piecewise = spec.piecewise_ok
         self.backend = ("tiktoken" if self.encoder is not None else "tokenizers") + (
             " piecewise" if self.piecewise else " exact"
         )
         log.debug("token counting: %s", self.backend)
+
+    def prepare(self, examples: dict[tuple[str, ...], list[dict]]) -> None:
+        """Compute and check the skeleton of each role sequence (one example conversation each),
+        so that worker processes built from ``self.spec`` render without a template engine."""
+        if not self.verbatim:
+            return
+        for roles, conv in examples.items():
+            skeleton = self._skeleton_for(roles)
+            if skeleton is not None and roles not in self._checked:
+                if self.render([conv])[0] == self._fill(skeleton, conv)[0]:
+                    self._checked.add(roles)
+                else:
+                    self.verbatim = False
+                    return
+
+    @property
+    def _template(self):
+        if self._compiled is None:
+            self._compiled = self._compiled_template() or False
+        return self._compiled or None
 
     @property
     def hf(self):

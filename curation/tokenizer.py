@@ -71,12 +71,21 @@ def default_tokenizer_dir() -> Path:
 
 
 def load_tokenizer(name_or_path: str | None = None):
-    """A fast tokenizer with a chat template, or a CurationError saying what is wrong."""
-    from transformers import AutoTokenizer
+    """A fast tokenizer with a chat template, or a CurationError saying what is wrong.
+
+    ``PreTrainedTokenizerFast`` is tried first: unlike ``AutoTokenizer`` it does not import the
+    model code (and PyTorch with it), which costs seconds per process.
+    """
+    from transformers import PreTrainedTokenizerFast
 
     source = default_tokenizer_dir() if name_or_path in DEFAULT_ALIASES else name_or_path
     try:
-        tok = AutoTokenizer.from_pretrained(str(source))
+        try:
+            tok = PreTrainedTokenizerFast.from_pretrained(str(source))
+        except (OSError, ValueError):
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(str(source))
     except (OSError, ValueError) as e:
         raise CurationError(f"cannot load tokenizer {name_or_path!r}: {str(e).splitlines()[0]}") from None
     if not getattr(tok, "chat_template", None):

@@ -33,7 +33,7 @@ class RawRow:
     file: str
     row: int
     value: dict | None  # the parsed row, or None when it could not be parsed
-    raw: str  # the row's text as read (for the quarantine)
+    raw: str | bytes  # the row's text as read (for the quarantine; bytes are decoded only if needed)
     error: str | None = None
     field: str | None = None
 
@@ -98,10 +98,13 @@ def open_binary(path: Path):
 
 
 def _decode(data: bytes) -> tuple[str, bool]:
-    text = data.decode("utf-8", "surrogateescape")
+    """Text of the bytes, and whether they were invalid UTF-8 (then decoded with surrogateescape)."""
+    try:
+        text, bad = data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, bad = data.decode("utf-8", "surrogateescape"), True
     if text.startswith("\ufeff"):
         text = text[1:]
-    bad = any("\udc80" <= ch <= "\udcff" for ch in text) if not data.isascii() else False
     return text, bad
 
 
@@ -119,25 +122,21 @@ def iter_jsonl(path: Path) -> Iterator[RawRow]:
                     line = line[3:]
                 if not line.strip():
                     continue
-                text, bad = _decode(line.rstrip(b"\r\n"))
-                if bad:
-                    yield RawRow(name, lineno, None, _preview(text), "invalid UTF-8")
-                    continue
+                line = line.rstrip(b"\r\n")
                 try:
-                    value = orjson.loads(line)
+                    value = orjson.loads(line)  # orjson also rejects invalid UTF-8
                 except orjson.JSONDecodeError as e:
-                    yield RawRow(name, lineno, None, _preview(text), f"invalid JSON: {e}")
+                    text, bad = _decode(line)
+                    reason = "invalid UTF-8" if bad else f"invalid JSON: {e}"
+                    yield RawRow(name, lineno, None, _preview(text), reason)
                     continue
                 if not isinstance(value, dict):
+                    kind = type(value).__name__
                     yield RawRow(
-                        name,
-                        lineno,
-                        None,
-                        _preview(text),
-                        f"expected a JSON object, got {type(value).__name__}",
+                        name, lineno, None, _preview(_decode(line)[0]), f"expected a JSON object, got {kind}"
                     )
                     continue
-                yield RawRow(name, lineno, value, text)
+                yield RawRow(name, lineno, value, line)
         except (OSError, EOFError, zlib.error) as e:
             yield RawRow(
                 name, 0, None, "", f"file is unreadable after the rows above (corrupt or cut gzip?): {e}"

@@ -64,6 +64,8 @@ def _meta(row: dict, used: set[str]) -> str:
 
 
 def _raw_text(r: RawRow) -> str:
+    if isinstance(r.raw, bytes):
+        return r.raw.decode("utf-8", "replace")
     if r.raw:
         return r.raw
     if r.value is not None:

@@ -37,6 +37,9 @@ class Stage:
     def decide(self, batch: pa.Table) -> Sequence[str | None]:
         return [None] * batch.num_rows
 
+    def prepare(self, table: pa.Table) -> None:
+        """Optional: look at the whole input once (in the parent) before batches are processed."""
+
     # -- machinery ---------------------------------------------------------------------------
 
     def annotate(self, batch: pa.Table) -> pa.Table:

@@ -27,6 +27,21 @@ class LengthStage(Stage):
         self.tokenizer = tokenizer
         self.counter = TemplateTokenCounter(tokenizer)
 
+    def prepare(self, table):
+        """One example conversation per distinct role sequence -> the counter's checked skeletons."""
+        import pyarrow.compute as pc
+
+        messages = table["messages"].combine_chunks()
+        roles = pc.struct_field(pc.list_flatten(messages), "role").to_pylist() if table.num_rows else []
+        lengths = pc.list_value_length(messages).to_pylist()
+        examples, pos = {}, 0
+        for i, n in enumerate(lengths):
+            key = tuple(roles[pos : pos + n])
+            pos += n
+            if key not in examples:
+                examples[key] = table["messages"][i].as_py()
+        self.counter.prepare(examples)
+
     # Pickled as plain data (config + tokenizer spec): a worker process rebuilds the counter
     # without loading the tokenizer through transformers again.
     def __getstate__(self):
