@@ -13,7 +13,7 @@ For each corpus it prints, measured in this one run:
     the files, every stage, writing shards + manifest, with 1 worker and with all cores, each in a
     fresh process so that its peak RSS is its own; and the time each stage took.
 rows/s, the ratios ours/reference and ours/floor, and peak RSS (ours: the main process; the
-largest worker is listed separately).
+worker processes together are listed separately).
 """
 
 from __future__ import annotations

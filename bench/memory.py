@@ -38,18 +38,23 @@ class PeakMemory:
 
     def __init__(self, interval: float = 0.01):
         self.interval = interval
-        self.peak = 0
+        self.peak = 0  # this process + its children, sampled together
+        self.peak_self = 0
+        self.peak_children = 0  # all live children together
         self.start = 0
         self._stop = threading.Event()
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes() + children_rss_bytes())
+            own, kids = rss_bytes(), children_rss_bytes()
+            self.peak_self = max(self.peak_self, own)
+            self.peak_children = max(self.peak_children, kids)
+            self.peak = max(self.peak, own + kids)
             time.sleep(self.interval)
 
     def __enter__(self) -> PeakMemory:
         self.start = rss_bytes()
-        self.peak = self.start
+        self.peak = self.peak_self = self.start
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -57,4 +62,5 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
+        self.peak_self = max(self.peak_self, rss_bytes())
+        self.peak = max(self.peak, self.peak_self)
