@@ -1,21 +1,25 @@
 """The local engine: map stages over Arrow batches, in this process or in worker processes.
 
 Every batch goes through all map stages in order (a batch's rows rejected by one stage are not
-seen by the next). Batches are independent, so they can run in parallel worker processes; the
-results are collected in batch order, so the output is identical for any number of workers.
+seen by the next). Batches are independent, so they can run in parallel worker processes; results
+are collected in submission order, so the output is identical for any number of workers. Batches
+can be submitted while the sources are still being read, so reading overlaps with the stages.
+
 Workers are started with ``spawn`` (polars and the Rust tokenizers are not fork-safe) and rebuild
-the stages from their pickled form (configs plus a plain-data tokenizer spec).
+the stages from their pickled form (configs plus a plain-data tokenizer spec). Batches travel as
+Arrow IPC bytes, with the small state the parent learned while preparing them (``Stage.prepare``,
+e.g. chat-template skeletons), so workers never need the template engine or transformers.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import multiprocessing as mp
 import os
 import pickle
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 
 import pyarrow as pa
 from tqdm.auto import tqdm
@@ -27,18 +31,13 @@ log = logging.getLogger(__name__)
 # A worker costs ~1-2 s to start (interpreter, imports, tokenizer); below this many rows per
 # worker the start-up is not repaid.
 MIN_ROWS_PER_WORKER = 10_000
+MAX_IN_FLIGHT_PER_WORKER = 4  # batches queued per worker: bounds the parent's memory
 
 _WORKER_STAGES: list[Stage] | None = None
 
 
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _init_worker(payload: bytes) -> None:
-    global _WORKER_STAGES
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one process per core already
-    _WORKER_STAGES = pickle.loads(payload)
 
 
 def to_ipc(table: pa.Table) -> bytes:
@@ -53,18 +52,6 @@ def from_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(data).read_all()
 
 
-def _worker_run(data: bytes):
-    kept, steps = run_batch(_WORKER_STAGES, from_ipc(data))
-    return to_ipc(kept), [(name, to_ipc(rows_in), to_ipc(rej), secs) for name, rows_in, rej, secs in steps]
-
-
-def _from_worker(result):
-    kept, steps = result
-    return from_ipc(kept), [
-        (name, from_ipc(rows_in), from_ipc(rej), secs) for name, rows_in, rej, secs in steps
-    ]
-
-
 def run_batch(stages: list[Stage], batch: pa.Table):
     """All stages on one batch: (kept rows, [(stage, rows in, rejected rows, seconds), ...])."""
     steps = []
@@ -76,57 +63,122 @@ def run_batch(stages: list[Stage], batch: pa.Table):
     return batch, steps
 
 
-def map_stages(
-    stages: list[Stage], table: pa.Table, counts: StageCounts, batch_size: int = 4096, workers: int = 1
-) -> tuple[pa.Table, list[pa.Table]]:
-    """Run the map stages over a table: (kept rows, rejected rows of every stage)."""
-    if not stages:
-        return table, []
-    batches = [table.slice(i, batch_size) for i in range(0, table.num_rows, batch_size)] or [table]
-    n_workers = max(1, min(workers, len(batches), math.ceil(table.num_rows / MIN_ROWS_PER_WORKER)))
-    counts.workers = n_workers
-    bars = [
-        tqdm(total=table.num_rows, desc=s.name, unit=" rows", disable=None, leave=False, position=i)
-        for i, s in enumerate(stages)
+def _init_worker(payload: bytes) -> None:
+    global _WORKER_STAGES
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one process per core already
+    _WORKER_STAGES = pickle.loads(payload)
+
+
+def _worker_run(data: bytes, states: list):
+    for stage, state in zip(_WORKER_STAGES, states, strict=True):
+        if state is not None:
+            stage.update_state(state)
+    kept, steps = run_batch(_WORKER_STAGES, from_ipc(data))
+    return to_ipc(kept), [(name, to_ipc(rows_in), to_ipc(rej), secs) for name, rows_in, rej, secs in steps]
+
+
+def _from_worker(result):
+    kept, steps = result
+    return from_ipc(kept), [
+        (name, from_ipc(rows_in), from_ipc(rej), secs) for name, rows_in, rej, secs in steps
     ]
-    kept_parts: list[pa.Table] = []
-    rejected_by_stage: dict[str, list[pa.Table]] = {s.name: [] for s in stages}
-    start = time.perf_counter()
-    try:
-        if n_workers == 1:
-            results = (run_batch(stages, b) for b in batches)
-            pool = None
-        else:
-            log.info("map stages: %d batches on %d worker processes", len(batches), n_workers)
-            for stage in stages:
-                stage.prepare(table)
-            pool = ProcessPoolExecutor(
-                n_workers,
+
+
+class LocalEngine:
+    """Submit batches, then ``finish()`` for (kept rows, rejected rows of every stage)."""
+
+    def __init__(self, stages: list[Stage], counts: StageCounts, workers: int = 1):
+        self.stages = stages
+        self.counts = counts
+        self.workers = max(1, workers)
+        counts.workers = self.workers
+        self.kept: list[pa.Table] = []
+        self.rejected: dict[str, list[pa.Table]] = {s.name: [] for s in stages}
+        self.pending: deque[Future] = deque()
+        self.bars = [
+            tqdm(desc=s.name, unit=" rows", disable=None, leave=False, position=i)
+            for i, s in enumerate(stages)
+        ]
+        self.start = time.perf_counter()
+        self.submit_seconds = 0.0  # time the caller spent in submit(): stages inline, or waiting on workers
+        self.pool = None
+        if self.workers > 1:
+            log.info("map stages on %d worker processes", self.workers)
+            self.pool = ProcessPoolExecutor(
+                self.workers,
                 mp_context=mp.get_context("spawn"),
                 initializer=_init_worker,
                 initargs=(pickle.dumps(stages),),
             )
-            results = map(_from_worker, pool.map(_worker_run, map(to_ipc, batches)))
-        for kept, steps in results:
-            kept_parts.append(kept)
-            for bar, (name, rows_in, rejected, seconds) in zip(bars, steps, strict=True):
-                counts.record(name, rows_in, rejected, seconds)
-                bar.update(rows_in.num_rows)
-                if rejected.num_rows:
-                    rejected_by_stage[name].append(rejected)
-    finally:
-        for bar in bars:
+
+    def submit(self, batch: pa.Table) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._submit(batch)
+        finally:
+            self.submit_seconds += time.perf_counter() - t0
+
+    def _submit(self, batch: pa.Table) -> None:
+        if self.pool is None:
+            self._collect(run_batch(self.stages, batch))
+            return
+        for stage in self.stages:
+            stage.prepare(batch)
+        states = [stage.shared_state() for stage in self.stages]
+        self.pending.append(self.pool.submit(_worker_run, to_ipc(batch), states))
+        while self.pending and (
+            self.pending[0].done() or len(self.pending) > MAX_IN_FLIGHT_PER_WORKER * self.workers
+        ):
+            self._collect(_from_worker(self.pending.popleft().result()))
+
+    def _collect(self, result) -> None:
+        kept, steps = result
+        self.kept.append(kept)
+        for bar, (name, rows_in, rejected, seconds) in zip(self.bars, steps, strict=True):
+            self.counts.record(name, rows_in, rejected, seconds)
+            bar.update(rows_in.num_rows)
+            if rejected.num_rows:
+                self.rejected[name].append(rejected)
+
+    def finish(self, empty: pa.Table) -> tuple[pa.Table, list[pa.Table]]:
+        try:
+            while self.pending:
+                self._collect(_from_worker(self.pending.popleft().result()))
+        finally:
+            self.close()
+        if not self.kept:  # no input at all: run once on the empty table for the column layout
+            self._collect(run_batch(self.stages, empty))
+        wall = time.perf_counter() - self.start
+        if self.workers > 1:  # stage seconds are summed over workers: report wall-clock shares
+            total = sum(self.counts.seconds[s.name] for s in self.stages) or 1.0
+            for s in self.stages:
+                self.counts.seconds[s.name] = self.counts.seconds[s.name] / total * wall
+        kept = pa.concat_tables(self.kept, promote_options="default")
+        # Rejects in stage order, then input order: the same whatever the batch size or worker count.
+        return kept, [part for s in self.stages for part in self.rejected[s.name]]
+
+    def close(self) -> None:
+        for bar in self.bars:
             bar.close()
-        if n_workers > 1 and pool is not None:
-            pool.shutdown()
-    wall = time.perf_counter() - start
-    if n_workers > 1:  # stage seconds are summed over workers: report wall-clock shares instead
-        total = sum(counts.seconds[s.name] for s in stages) or 1.0
-        for s in stages:
-            counts.seconds[s.name] = counts.seconds[s.name] / total * wall
-    log.info(
-        "map stages: %d rows in %.2fs (%d worker%s)", table.num_rows, wall, n_workers, "s" * (n_workers > 1)
-    )
-    kept = pa.concat_tables(kept_parts, promote_options="default")
-    # Rejects in stage order, then input order: the same whatever the batch size or worker count.
-    return kept, [part for s in stages for part in rejected_by_stage[s.name]]
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+
+
+def workers_for(rows: int, workers: int) -> int:
+    """Worker processes worth starting for about this many rows."""
+    return max(1, min(workers, -(-rows // MIN_ROWS_PER_WORKER)))
+
+
+def map_stages(
+    stages: list[Stage], table: pa.Table, counts: StageCounts, batch_size: int = 4096, workers: int = 1
+) -> tuple[pa.Table, list[pa.Table]]:
+    """Run the map stages over a table in memory: (kept rows, rejected rows of every stage)."""
+    engine = LocalEngine(stages, counts, workers_for(table.num_rows, workers))
+    try:
+        for i in range(0, table.num_rows, batch_size):
+            engine.submit(table.slice(i, batch_size))
+    except BaseException:
+        engine.close()
+        raise
+    return engine.finish(table.slice(0, 0))

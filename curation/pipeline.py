@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from curation import __version__
 from curation.config import CurateConfig
-from curation.engine import default_workers, map_stages
+from curation.engine import LocalEngine, default_workers, workers_for
 from curation.errors import AccountingError, ConfigError
 from curation.io.reader import SourceRead, read_source
 from curation.output import prepare_out_dir, write_json_atomic, write_shards
@@ -55,19 +55,31 @@ def run_curation(
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
 
-    t0 = time.perf_counter()
-    reads: list[SourceRead] = [read_source(s, base_dir, strict=cfg.strict) for s in cfg.sources]
-    timings["read"] = time.perf_counter() - t0
-
-    table = pa.concat_tables([r.records for r in reads]) if reads else RECORD_SCHEMA.empty_table()
-    table = table.append_column("n_turns", pc.list_value_length(table["messages"]).cast(pa.int32()))
-    quarantine = pa.concat_tables([r.quarantine for r in reads]) if reads else QUARANTINE_SCHEMA.empty_table()
-
     counts = StageCounts()
     stages = build_map_stages(cfg.stages, tokenizer=tokenizer)
-    table, rejected_parts = map_stages(
-        stages, table, counts, cfg.batch_size, workers or cfg.workers or default_workers()
-    )
+    max_workers = workers or cfg.workers or default_workers()
+    engine = LocalEngine(stages, counts, workers_for(_estimate_rows(cfg, base_dir), max_workers))
+
+    # Sources are read in chunks that go to the engine at once: reading overlaps the stages.
+    def on_records(chunk: pa.Table) -> None:
+        chunk = chunk.append_column("n_turns", pc.list_value_length(chunk["messages"]).cast(pa.int32()))
+        for i in range(0, chunk.num_rows, cfg.batch_size):
+            engine.submit(chunk.slice(i, cfg.batch_size))
+
+    t0 = time.perf_counter()
+    try:
+        reads: list[SourceRead] = [
+            read_source(s, base_dir, strict=cfg.strict, on_records=on_records, chunk_rows=cfg.batch_size)
+            for s in cfg.sources
+        ]
+        timings["read"] = time.perf_counter() - t0 - engine.submit_seconds
+        empty = RECORD_SCHEMA.empty_table()
+        table, rejected_parts = engine.finish(empty.append_column("n_turns", pa.array([], pa.int32())))
+    except BaseException:
+        engine.close()
+        raise
+    quarantine = pa.concat_tables([r.quarantine for r in reads]) if reads else QUARANTINE_SCHEMA.empty_table()
+
     if cfg.stages.refusal.enabled and cfg.stages.refusal.max_share is not None:
         table, rejected = run_stage(
             RefusalCapStage(cfg.stages.refusal.max_share, cfg.seed), table, counts, 1 << 30
@@ -123,6 +135,20 @@ def run_curation(
         out,
     )
     return RunResult(out, manifest, kept, rejected, quarantine, summary)
+
+
+def _estimate_rows(cfg: CurateConfig, base_dir: Path | None) -> int:
+    """Rough row count from input sizes (~1 KB a row, gzip ~4x), to decide on worker processes."""
+    from curation.io.files import expand_paths
+
+    total = 0
+    for s in cfg.sources:
+        if s.hub is not None:
+            return 1 << 30  # unknown size: assume large
+        for p in expand_paths(s.path, base_dir):
+            size = p.stat().st_size
+            total += size * 4 if p.name.endswith(".gz") else size
+    return total // 1000
 
 
 def _combine_rejects(parts: list[pa.Table], kept_schema: pa.Schema) -> pa.Table:

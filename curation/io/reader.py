@@ -85,10 +85,51 @@ def _hub_rows(source: SourceConfig) -> Iterator[RawRow]:
         yield RawRow(name, i, row, "")
 
 
-def read_source(source: SourceConfig, base_dir: Path | None = None, strict: bool = False) -> SourceRead:
+def _records_table(name: str, ids: list, messages: list, metas: list) -> pa.Table:
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "source": pa.array([name] * len(ids), pa.string()),
+            "messages": pa.array(messages, RECORD_SCHEMA.field("messages").type),
+            "meta": pa.array(metas, pa.string()),
+        },
+        schema=RECORD_SCHEMA,
+    )
+
+
+def read_source(
+    source: SourceConfig,
+    base_dir: Path | None = None,
+    strict: bool = False,
+    on_records=None,
+    chunk_rows: int = 16384,
+) -> SourceRead:
+    """Read and normalize one source.
+
+    With ``on_records``, normalized records are handed over in chunks of about ``chunk_rows`` as
+    they are read (so that the stages can start before the source is finished) and
+    ``result.records`` stays empty; without it, they are all in ``result.records``.
+    """
     ids, messages, metas = [], [], []
     quarantine: list[dict] = []
     result = SourceRead(source.name, pa.table({}), pa.table({}))
+    chunks: list[pa.Table] = []
+
+    def flush() -> None:
+        if not ids:
+            return
+        table = _records_table(source.name, ids, messages, metas)
+        ids.clear()
+        messages.clear()
+        metas.clear()
+        if on_records is None:
+            chunks.append(table)
+        else:
+            on_records(table)
+
+    def maybe_flush() -> None:
+        if len(ids) >= chunk_rows:
+            flush()
 
     def bad(r: RawRow, reason: str, fld: str | None) -> None:
         file = r.file if r.file.startswith("hub:") else display_path(Path(r.file))
@@ -115,7 +156,7 @@ def read_source(source: SourceConfig, base_dir: Path | None = None, strict: bool
     bar = tqdm(desc=f"read {source.name}", unit=" rows", disable=None, leave=False)
     for origin, rows in streams:
         before = result.raw_rows
-        fmt_used = _consume(source, origin, rows, result, ids, messages, metas, bad, bar)
+        fmt_used = _consume(source, origin, rows, result, ids, messages, metas, bad, bar, maybe_flush)
         entry = {"rows": result.raw_rows - before, "format": fmt_used}
         if isinstance(origin, Path):
             entry = {"path": display_path(origin), "sha256": sha256_file(origin), **entry}
@@ -124,27 +165,22 @@ def read_source(source: SourceConfig, base_dir: Path | None = None, strict: bool
         result.inputs.append(entry)
     bar.close()
 
-    result.records = pa.table(
-        {
-            "id": pa.array(ids, pa.string()),
-            "source": pa.array([source.name] * len(ids), pa.string()),
-            "messages": pa.array(messages, RECORD_SCHEMA.field("messages").type),
-            "meta": pa.array(metas, pa.string()),
-        },
-        schema=RECORD_SCHEMA,
-    )
+    flush()
+    result.records = pa.concat_tables(chunks) if chunks else RECORD_SCHEMA.empty_table()
     result.quarantine = pa.Table.from_pylist(quarantine, schema=QUARANTINE_SCHEMA)
     log.info(
         "source %s: %d rows read, %d conversations, %d quarantined",
         source.name,
         result.raw_rows,
-        len(ids),
+        result.units - len(quarantine),
         len(quarantine),
     )
     return result
 
 
-def _consume(source, origin, rows: Iterable[RawRow], result, ids, messages, metas, bad, bar) -> str | None:
+def _consume(
+    source, origin, rows: Iterable[RawRow], result, ids, messages, metas, bad, bar, maybe_flush
+) -> str | None:
     """Normalize one file's (or hub split's) rows; the format is detected from its first rows."""
     fmt = None if source.format == "auto" else source.format
     pending: list[RawRow] = []
@@ -169,6 +205,7 @@ def _consume(source, origin, rows: Iterable[RawRow], result, ids, messages, meta
             ids.append(conversation_id(conv))
             messages.append(conv)
             metas.append(meta)
+        maybe_flush()
 
     for r in rows:
         if converter is None:

@@ -38,7 +38,14 @@ class Stage:
         return [None] * batch.num_rows
 
     def prepare(self, table: pa.Table) -> None:
-        """Optional: look at the whole input once (in the parent) before batches are processed."""
+        """Optional: look at a batch in the parent process before a worker processes it."""
+
+    def shared_state(self):
+        """Optional: small state learned in ``prepare`` that travels to workers with each batch."""
+        return None
+
+    def update_state(self, state) -> None:
+        """Merge ``shared_state()`` from the parent (in a worker)."""
 
     # -- machinery ---------------------------------------------------------------------------
 

@@ -42,6 +42,14 @@ class LengthStage(Stage):
                 examples[key] = table["messages"][i].as_py()
         self.counter.prepare(examples)
 
+    def shared_state(self):
+        spec = self.counter.spec
+        return {"skeletons": spec.skeletons, "checked": spec.checked} if self.counter.verbatim else None
+
+    def update_state(self, state) -> None:
+        self.counter.spec.skeletons.update(state["skeletons"])
+        self.counter.spec.checked.update(state["checked"])
+
     # Pickled as plain data (config + tokenizer spec): a worker process rebuilds the counter
     # without loading the tokenizer through transformers again.
     def __getstate__(self):
