@@ -1,0 +1,157 @@
+"""The training stage end to end on a tiny Llama built here (no downloads), on the CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="training needs the 'train' extra (torch, peft, trl)")
+pytest.importorskip("trl", reason="training needs the 'train' extra")
+pytest.importorskip("peft", reason="training needs the 'train' extra")
+
+from curation.config import load_config  # noqa: E402
+from curation.errors import CurationError  # noqa: E402
+from curation.pipeline import run_curation  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tiny_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        pad_token_id=tiny_tokenizer.pad_token_id,
+        eos_token_id=tiny_tokenizer.eos_token_id,
+        bos_token_id=tiny_tokenizer.bos_token_id,
+    )
+    path = tmp_path_factory.mktemp("tiny_llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def curated_run(tmp_path_factory, tiny_tokenizer_dir):
+    cfg = load_config(ROOT / "data" / "sample.yaml")
+    cfg.stages.length.tokenizer = tiny_tokenizer_dir
+    cfg.sources = [s for s in cfg.sources if s.name in ("support", "code")]
+    out = tmp_path_factory.mktemp("curated") / "tinyrun"
+    run_curation(cfg, out=out, workers=1)
+    return out
+
+
+def test_train_evaluate_save_reload_generate(curated_run, tiny_model_dir, tmp_path, monkeypatch):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.run import generate, train
+
+    monkeypatch.chdir(tmp_path)  # the before/after page goes to ./reports/<run>/
+    cfg = TrainConfig(
+        model=str(tiny_model_dir),
+        max_steps=3,
+        per_device_batch_size=4,
+        effective_batch_size=4,
+        eval_prompts=["Hi"],
+        validation_prompts=1,
+        max_new_tokens=8,
+        max_validation_rows=8,
+        logging_steps=1,
+    )
+    result = train(curated_run, cfg)
+    m = result.metrics
+    assert m["steps"] == 3
+    assert m["validation_carved"] is True and m["validation_rows"] == 8
+    assert m["audit"]["trainable_tokens"] > 0 and m["audit"]["rows"] > 100
+    assert m["eval_loss_before"] > 0 and m["eval_loss_after"] > 0
+    adapter = result.output / "adapter"
+    for name in ("adapter_config.json", "adapter_model.safetensors", "training_card.json", "tokenizer.json"):
+        assert (adapter / name).is_file(), name
+    card = json.loads((adapter / "training_card.json").read_text())
+    assert len(card["data_manifest_sha256"]) == 64
+    evaluation = json.loads((result.output / "eval.json").read_text())
+    assert len(evaluation["generations"]) == 2
+    assert (tmp_path / "reports" / "sample" / "training.html").is_file()  # the run name in the manifest
+    assert result.output == tmp_path / "outputs" / "sample-lora" or result.output.name == "sample-lora"
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tuned = PeftModel.from_pretrained(base, adapter)
+    tok = AutoTokenizer.from_pretrained(adapter)
+    [text] = generate(tuned, tok, ["Hello"], max_new_tokens=5)
+    assert isinstance(text, str)
+
+
+def test_labels_cover_exactly_the_assistant_tokens_and_end_of_turn(tiny_tokenizer, tiny_model_dir):
+    import datasets
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from training.template import training_template
+
+    conv = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi there"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "The answer is 4."},
+    ]
+    tok = tiny_tokenizer
+    template = training_template(tok)
+    text = tok.apply_chat_template(conv, tokenize=False)
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    expected = []
+    for answer in ("Hello!<|im_end|>", "The answer is 4.<|im_end|>"):
+        start = text.index(answer)
+        end = start + len(answer)
+        expected += [i for i, (a, b) in enumerate(enc["offset_mapping"]) if a >= start and b <= end and b > a]
+
+    tok = tok.__class__.from_pretrained(tiny_model_dir)
+    tok.chat_template = template
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        args=SFTConfig(output_dir="/tmp/unused", assistant_only_loss=True, report_to=[], use_cpu=True, max_length=256),
+        train_dataset=datasets.Dataset.from_dict({"messages": [conv]}),
+        processing_class=tok,
+        peft_config=LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
+    row = trainer.train_dataset[0]
+    assert row["input_ids"] == enc["input_ids"]
+    learned = [i for i, label in enumerate(row["labels"]) if label != -100]
+    assert learned == expected
+    decoded = tok.decode([row["input_ids"][i] for i in learned])
+    assert decoded.replace(" ", "") == "Hello!<|im_end|>Theansweris4.<|im_end|>".replace(" ", "")
+
+
+def test_refuses_an_altered_run(curated_run, tmp_path):
+    import shutil
+
+    from training.data import verify_run
+
+    copy = tmp_path / "altered"
+    shutil.copytree(curated_run, copy)
+    shard = next(copy.glob("train-*.parquet"))
+    shard.write_bytes(shard.read_bytes() + b"x")
+    with pytest.raises(CurationError, match="altered"):
+        verify_run(copy)
+    (copy / "manifest.json").unlink()
+    with pytest.raises(CurationError, match="no manifest.json"):
+        verify_run(copy)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from pipelines import train as cli
+
+    assert cli.main(["--data", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err

@@ -1,0 +1,100 @@
+"""The curated run as training data: manifest, verified shards, train/validation splits."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.errors import CurationError
+from curation.io.files import sha256_file
+from curation.pipeline import MANIFEST_VERSION
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunData:
+    run_dir: Path
+    manifest: dict
+    train: pa.Table
+    validation: pa.Table
+    validation_carved: bool  # True when the validation split was carved here (no validation shards)
+
+
+def verify_run(run_dir: Path) -> dict:
+    """The run's manifest, after checking every shard's sha256 and row count against it."""
+    if not run_dir.is_dir():
+        raise CurationError(f"{run_dir}: no such run folder")
+    path = run_dir / "manifest.json"
+    if not path.is_file():
+        raise CurationError(
+            f"{run_dir}: no manifest.json: the curation run is incomplete or not a run folder"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CurationError(f"{path}: not valid JSON ({e})") from None
+    version = manifest.get("manifest_version")
+    if version != MANIFEST_VERSION:
+        raise CurationError(
+            f"{path}: manifest version {version!r}, this trainer reads version {MANIFEST_VERSION}"
+        )
+    for shard in manifest.get("shards", []):
+        f = run_dir / shard["file"]
+        if not f.is_file():
+            raise CurationError(f"{run_dir}: shard {shard['file']} listed in the manifest is missing")
+        if sha256_file(f) != shard["sha256"]:
+            raise CurationError(
+                f"{run_dir}: shard {shard['file']} was altered (sha256 differs from the manifest)"
+            )
+        if pq.read_metadata(f).num_rows != shard["rows"]:
+            raise CurationError(
+                f"{run_dir}: shard {shard['file']} has a different row count than the manifest"
+            )
+    return manifest
+
+
+def _read(run_dir: Path, manifest: dict, split: str) -> pa.Table | None:
+    files = [run_dir / s["file"] for s in manifest["shards"] if s["split"] == split]
+    if not files:
+        return None
+    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+
+
+def load_run(run_dir: str | Path, validation_fraction: float, max_validation_rows: int, seed: int) -> RunData:
+    run_dir = Path(run_dir)
+    manifest = verify_run(run_dir)
+    train = _read(run_dir, manifest, "train")
+    if train is None or train.num_rows == 0:
+        raise CurationError(f"{run_dir}: the run kept no rows: nothing to train on")
+    validation = _read(run_dir, manifest, "validation")
+    carved = validation is None
+    if carved:
+        train, validation = carve_validation(train, validation_fraction, max_validation_rows, seed)
+        log.info("no validation shards in the run: carved %d seeded validation rows", validation.num_rows)
+    return RunData(run_dir, manifest, train, validation, carved)
+
+
+def carve_validation(table: pa.Table, fraction: float, max_rows: int, seed: int) -> tuple[pa.Table, pa.Table]:
+    """Seeded split by a hash of (seed, id): the same rows every time, whatever the row order."""
+    import hashlib
+
+    import numpy as np
+
+    ids = table["id"].to_pylist()
+    keys = np.array(
+        [int.from_bytes(hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest(), "big") for i in ids]
+    )
+    n_val = max(1, min(max_rows, int(round(len(ids) * fraction))))
+    if len(ids) < 2:
+        raise CurationError("need at least 2 curated rows to carve a validation split")
+    order = np.argsort(keys, kind="stable")
+    val_idx = np.sort(order[:n_val])
+    mask = np.zeros(len(ids), dtype=bool)
+    mask[val_idx] = True
+    return table.filter(pa.array(~mask)), table.filter(pa.array(mask))
