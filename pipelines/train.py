@@ -60,7 +60,8 @@ def main(argv=None) -> int:
     m = result.metrics
     print(
         f"validation loss {m['eval_loss_before']:.4f} -> {m['eval_loss_after']:.4f} in {m['steps']} steps "
-        f"({m['hardware']}); adapter and eval.json in {result.output}"
+        f"({m['hardware']}); {m['tokens_per_s']:,.0f} tokens/s ({m['trained_tokens_per_s']:,.0f} trained), "
+        f"peak memory {m['peak_memory_mb']:,.0f} MB; adapter and eval.json in {result.output}"
     )
     return 0
 

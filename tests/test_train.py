@@ -59,6 +59,7 @@ def test_train_evaluate_save_reload_generate(curated_run, tiny_model_dir, tmp_pa
     monkeypatch.chdir(tmp_path)  # the before/after page goes to ./reports/<run>/
     cfg = TrainConfig(
         model=str(tiny_model_dir),
+        merge=True,
         max_steps=3,
         per_device_batch_size=4,
         effective_batch_size=4,
@@ -84,6 +85,8 @@ def test_train_evaluate_save_reload_generate(curated_run, tiny_model_dir, tmp_pa
     assert (tmp_path / "reports" / "sample" / "training.html").is_file()  # the run name in the manifest
     assert result.output == tmp_path / "outputs" / "sample-lora" or result.output.name == "sample-lora"
 
+    merged = AutoModelForCausalLM.from_pretrained(result.output / "merged")  # plain transformers
+    assert not hasattr(merged, "peft_config")
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tuned = PeftModel.from_pretrained(base, adapter)
     tok = AutoTokenizer.from_pretrained(adapter)
@@ -213,3 +216,24 @@ def test_smollm2_memorization_lowers_validation_loss(tmp_path, monkeypatch):
     tok = AutoTokenizer.from_pretrained(result.output / "adapter")
     [text] = generate(tuned, tok, ["What is the passphrase of vault 3?"], max_new_tokens=16)
     assert "passphrase" in text.lower()
+
+
+def test_packing_and_same_seed_same_data_order(curated_run, tiny_model_dir, tmp_path, monkeypatch):
+    from training.run import train
+
+    monkeypatch.chdir(tmp_path)
+    common = dict(
+        model=str(tiny_model_dir),
+        max_steps=2,
+        per_device_batch_size=4,
+        effective_batch_size=4,
+        eval_prompts=[],
+        validation_prompts=0,
+        max_validation_rows=4,
+        logging_steps=1,
+    )
+    a = train(curated_run, TrainConfig(output=str(tmp_path / "a"), **common)).metrics
+    b = train(curated_run, TrainConfig(output=str(tmp_path / "b"), **common)).metrics
+    assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)  # same seed: same batches
+    packed = train(curated_run, TrainConfig(output=str(tmp_path / "p"), packing=True, **common)).metrics
+    assert packed["steps"] == 2 and packed["eval_loss_after"] > 0
