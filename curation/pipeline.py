@@ -20,7 +20,7 @@ from curation.errors import AccountingError, ConfigError
 from curation.io.reader import SourceRead, read_source
 from curation.output import prepare_out_dir, write_json_atomic, write_shards
 from curation.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
-from curation.stages import RefusalCapStage, StageCounts, build_map_stages, run_stage
+from curation.stages import RefusalCapStage, StageCounts, build_map_stages
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,13 @@ def run_curation(
     quarantine = pa.concat_tables([r.quarantine for r in reads]) if reads else QUARANTINE_SCHEMA.empty_table()
 
     if cfg.stages.refusal.enabled and cfg.stages.refusal.max_share is not None:
-        table, rejected = run_stage(
-            RefusalCapStage(cfg.stages.refusal.max_share, cfg.seed), table, counts, 1 << 30
-        )
-        if rejected is not None:
+        # A global stage: the share is per source, over all of it.
+        cap = RefusalCapStage(cfg.stages.refusal.max_share, cfg.seed)
+        t_cap = time.perf_counter()
+        table_in = table
+        table, rejected = cap.process(table)
+        counts.record(cap.name, table_in, rejected, time.perf_counter() - t_cap)
+        if rejected.num_rows:
             rejected_parts.append(rejected)
     for name in counts.order:
         timings[name] = counts.seconds[name]

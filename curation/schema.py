@@ -34,12 +34,6 @@ QUARANTINE_SCHEMA = pa.schema(
     ]
 )
 
-REJECT_COLUMNS = (
-    ("reject_stage", pa.string()),
-    ("reject_reason", pa.string()),
-    ("duplicate_of", pa.string()),
-)
-
 
 def _normalize_text(text: str) -> str:
     return (text if text.isascii() else unicodedata.normalize("NFC", text)).strip()

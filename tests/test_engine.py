@@ -44,3 +44,22 @@ def test_ipc_round_trip_of_a_slice_carries_only_the_slice():
     data = to_ipc(part)
     assert from_ipc(data).equals(part)
     assert len(data) < len(pickle.dumps(batch)) / 20
+
+
+def test_map_stages_in_memory_matches_stage_by_stage(tiny_tokenizer_dir):
+    from curation.engine import map_stages
+    from curation.stages import StageCounts
+
+    cfg = StagesConfig.model_validate({"length": {"tokenizer": tiny_tokenizer_dir}})
+    stages = build_map_stages(cfg)
+    answers = ["Paris is the capital of France.", "", "So the answer is the", "Hello there! " * 20, "42"]
+    batch = batch_of(answers)
+    counts = StageCounts()
+    kept, rejected = map_stages(stages, batch, counts, batch_size=2)
+    expected_kept, reasons = batch, []
+    for stage in stages:
+        expected_kept, rej = stage.process(expected_kept)
+        reasons += rej["reject_reason"].to_pylist()
+    assert kept["id"].to_pylist() == expected_kept["id"].to_pylist()
+    assert [r for part in rejected for r in part["reject_reason"].to_pylist()] == reasons
+    assert sum(sum(c.values()) for c in counts.removed["empty"].values()) == 1

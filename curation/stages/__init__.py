@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from curation.config import StagesConfig
-from curation.stages.base import Stage, StageCounts, run_stage
+from curation.stages.base import Stage, StageCounts
 from curation.stages.empty import NearEmptyStage
 from curation.stages.language import LanguageStage
 from curation.stages.length import LengthStage
@@ -15,7 +15,6 @@ from curation.stages.truncation import TruncationStage
 __all__ = [
     "Stage",
     "StageCounts",
-    "run_stage",
     "build_map_stages",
     "NearEmptyStage",
     "TruncationStage",

@@ -16,14 +16,12 @@ engine that maps a function over Arrow batches.
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -115,29 +113,3 @@ class StageCounts:
 def _value_counts(arr) -> dict[str, int]:
     vc = pc.value_counts(arr)
     return dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
-
-
-def run_stage(
-    stage: Stage, table: pa.Table, counts: StageCounts, batch_size: int = 4096
-) -> tuple[pa.Table, pa.Table | None]:
-    """Run a stage over a table batch by batch: (kept rows, rejected rows or None)."""
-    kept_parts, rejected_parts = [], []
-    start = time.perf_counter()
-    with tqdm(total=table.num_rows, desc=stage.name, unit=" rows", disable=None, leave=False) as bar:
-        for offset in range(0, table.num_rows, batch_size):
-            batch = table.slice(offset, batch_size)
-            t0 = time.perf_counter()
-            kept, rejected = stage.process(batch)
-            counts.record(stage.name, batch, rejected, time.perf_counter() - t0)
-            kept_parts.append(kept)
-            if rejected.num_rows:
-                rejected_parts.append(rejected)
-            bar.update(batch.num_rows)
-    if not kept_parts:  # empty input: still add the stage's columns
-        kept, _ = stage.process(table)
-        counts.record(stage.name, table, _, 0.0)
-        kept_parts = [kept]
-    log.info("stage %s: %d rows in %.2fs", stage.name, table.num_rows, time.perf_counter() - start)
-    kept = pa.concat_tables(kept_parts, promote_options="default")
-    rejected = pa.concat_tables(rejected_parts, promote_options="default") if rejected_parts else None
-    return kept, rejected
