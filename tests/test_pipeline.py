@@ -222,3 +222,15 @@ def test_workers_give_the_same_result(sample_run, tmp_path, monkeypatch):
     assert parallel.rejected["id"].to_pylist() == sample_run.rejected["id"].to_pylist()
     assert parallel.rejected["reject_reason"].to_pylist() == sample_run.rejected["reject_reason"].to_pylist()
     assert parallel.manifest["counts"] == sample_run.manifest["counts"]
+
+
+def test_refusal_share_cap_in_a_run(tmp_path):
+    cfg = load_config(ROOT / "data" / "sample.yaml")
+    cfg.stages.refusal.max_share = 0.05
+    result = run_curation(cfg, out=tmp_path / "capped", workers=1)
+    assert_accounting(result)
+    removed = result.manifest["stages"]["refusal_cap"]["removed"]
+    assert removed["safety"] == {"refusal_share>0.05": removed["safety"]["refusal_share>0.05"]}
+    kept = result.kept.to_pandas()
+    shares = kept.groupby("source")["is_refusal"].mean()
+    assert (shares <= 0.05 + 1e-9).all()
