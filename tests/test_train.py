@@ -237,3 +237,39 @@ def test_packing_and_same_seed_same_data_order(curated_run, tiny_model_dir, tmp_
     assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)  # same seed: same batches
     packed = train(curated_run, TrainConfig(output=str(tmp_path / "p"), packing=True, **common)).metrics
     assert packed["steps"] == 2 and packed["eval_loss_after"] > 0
+
+
+def test_bad_inputs_are_clear_errors(curated_run, tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from training.run import train
+
+    monkeypatch.chdir(tmp_path)
+    quick = dict(
+        max_steps=1, per_device_batch_size=2, effective_batch_size=2, eval_prompts=[], validation_prompts=0
+    )
+
+    old = tmp_path / "old"
+    shutil.copytree(curated_run, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["manifest_version"] = 99
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CurationError, match="manifest version 99"):
+        train(old, TrainConfig(model=str(tiny_model_dir), **quick))
+
+    no_template = tmp_path / "no_template"
+    shutil.copytree(tiny_model_dir, no_template)
+    tok = AutoTokenizer.from_pretrained(no_template)
+    tok.chat_template = None
+    tok.save_pretrained(no_template)
+    for f in no_template.glob("chat_template.*"):
+        f.unlink()
+    with pytest.raises(CurationError, match="no chat template"):
+        train(curated_run, TrainConfig(model=str(no_template), **quick))
+
+    with pytest.raises(
+        CurationError, match=r"row [0-9a-f]{32}: every assistant token lies beyond max_length=16"
+    ):
+        train(curated_run, TrainConfig(model=str(tiny_model_dir), max_length=16, **quick))

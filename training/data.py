@@ -76,7 +76,10 @@ def load_run(run_dir: str | Path, validation_fraction: float, max_validation_row
     carved = validation is None
     if carved:
         train, validation = carve_validation(train, validation_fraction, max_validation_rows, seed)
-        log.info("no validation shards in the run: carved %d seeded validation rows", validation.num_rows)
+        log.warning(
+            "no validation shards in the run: carved %d seeded validation rows (by id hash)",
+            validation.num_rows,
+        )
     return RunData(run_dir, manifest, train, validation, carved)
 
 
