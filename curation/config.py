@@ -130,6 +130,23 @@ class LengthConfig(_Strict):
     max_total_tokens: int | None = None
 
 
+class ExactDedupConfig(_Strict):
+    enabled: bool = True
+    key: Literal["conversation", "prompt", "prompts", "response"] = "conversation"
+
+
+class NearDedupConfig(_Strict):
+    enabled: bool = True
+    key: Literal["conversation", "prompt", "prompts", "response"] = "conversation"
+    threshold: float = Field(0.8, gt=0, lt=1)  # Jaccard of the shingle sets
+    num_perm: int = Field(128, ge=8)
+    ngram: int = Field(5, ge=1)  # word n-gram shingles
+    char_ngram: int | None = Field(None, ge=1)  # character n-grams instead (short texts)
+    bands: int | None = Field(None, ge=1)  # default: chosen from the threshold (datasketch's rule)
+    rows: int | None = Field(None, ge=1)
+    seed: int = 1
+
+
 class StagesConfig(_Strict):
     empty: EmptyConfig = EmptyConfig()
     truncation: TruncationConfig = TruncationConfig()
@@ -137,6 +154,8 @@ class StagesConfig(_Strict):
     refusal: RefusalConfig = RefusalConfig()
     language: LanguageConfig = LanguageConfig()
     length: LengthConfig = LengthConfig()
+    exact_dedup: ExactDedupConfig = ExactDedupConfig()
+    near_dedup: NearDedupConfig = NearDedupConfig()
 
 
 class OutputConfig(_Strict):

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from curation import __version__
 from curation.config import CurateConfig
+from curation.dedup.stages import ExactDedupStage, NearDedupStage
 from curation.engine import LocalEngine, default_workers, workers_for
 from curation.errors import AccountingError, ConfigError
 from curation.io.reader import SourceRead, read_source
@@ -80,15 +81,23 @@ def run_curation(
         raise
     quarantine = pa.concat_tables([r.quarantine for r in reads]) if reads else QUARANTINE_SCHEMA.empty_table()
 
+    # Global stages: each needs every row of the run at once.
+    global_stages: list = []
+    if cfg.stages.exact_dedup.enabled:
+        global_stages.append(ExactDedupStage(cfg.stages.exact_dedup))
+    if cfg.stages.near_dedup.enabled:
+        global_stages.append(NearDedupStage(cfg.stages.near_dedup))
     if cfg.stages.refusal.enabled and cfg.stages.refusal.max_share is not None:
-        # A global stage: the share is per source, over all of it.
-        cap = RefusalCapStage(cfg.stages.refusal.max_share, cfg.seed)
-        t_cap = time.perf_counter()
+        global_stages.append(RefusalCapStage(cfg.stages.refusal.max_share, cfg.seed))  # share after dedup
+    for stage in global_stages:
+        t_stage = time.perf_counter()
         table_in = table
-        table, rejected = cap.process(table)
-        counts.record(cap.name, table_in, rejected, time.perf_counter() - t_cap)
+        table, rejected = stage.process(table)
+        counts.record(stage.name, table_in, rejected, time.perf_counter() - t_stage)
         if rejected.num_rows:
             rejected_parts.append(rejected)
+    if "duplicate_of" in table.column_names:  # only meaningful on removed rows
+        table = table.drop_columns(["duplicate_of"])
     for name in counts.order:
         timings[name] = counts.seconds[name]
 

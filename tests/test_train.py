@@ -45,6 +45,8 @@ def curated_run(tmp_path_factory, tiny_tokenizer_dir):
     cfg = load_config(ROOT / "data" / "sample.yaml")
     cfg.stages.length.tokenizer = tiny_tokenizer_dir
     cfg.sources = [s for s in cfg.sources if s.name in ("support", "code")]
+    cfg.stages.exact_dedup.enabled = False  # plenty of (repetitive) rows for the plumbing tests
+    cfg.stages.near_dedup.enabled = False
     out = tmp_path_factory.mktemp("curated") / "tinyrun"
     run_curation(cfg, out=out, workers=1)
     return out

@@ -1,0 +1,69 @@
+"""LSH banding over MinHash signatures, verification, and union-find clustering."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _integrate(f, a: float, b: float, n: int = 200) -> float:
+    xs = np.linspace(a, b, n)
+    return float(np.trapezoid(f(xs), xs)) if hasattr(np, "trapezoid") else float(np.trapz(f(xs), xs))
+
+
+def optimal_bands(
+    threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5
+) -> tuple[int, int]:
+    """(bands, rows) minimizing the weighted false positive + false negative probability mass
+    around the Jaccard threshold, as datasketch's MinHashLSH chooses them."""
+    best, opt = float("inf"), (1, num_perm)
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            fp = _integrate(lambda s, b=b, r=r: 1 - (1 - s**r) ** b, 0.0, threshold)
+            fn = _integrate(lambda s, b=b, r=r: 1 - (1 - (1 - s**r) ** b), threshold, 1.0)
+            err = fp * fp_weight + fn * fn_weight
+            if err < best:
+                best, opt = err, (b, r)
+    return opt
+
+
+def candidate_pairs(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """(k, 2) pairs of documents sharing a band; each bucket is linked to its first member."""
+    pairs = []
+    n = sig.shape[0]
+    for band in range(bands):
+        cols = np.ascontiguousarray(sig[:, band * rows : (band + 1) * rows])
+        keys = cols.view(np.dtype((np.void, cols.dtype.itemsize * rows))).ravel()
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+        leader = first[inverse]
+        mask = leader != np.arange(n)
+        if mask.any():
+            pairs.append(np.stack([leader[mask], np.flatnonzero(mask)], axis=1))
+    if not pairs:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.unique(np.concatenate(pairs), axis=0)
+
+
+def estimated_jaccard(sig: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    if len(pairs) == 0:
+        return np.zeros(0)
+    return (sig[pairs[:, 0]] == sig[pairs[:, 1]]).mean(axis=1)
+
+
+def union_find(n: int, pairs: np.ndarray) -> np.ndarray:
+    """Cluster root of each of n items, given undirected pairs."""
+    parent = np.arange(n)
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    for a, b in pairs.tolist():
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return np.array([find(i) for i in range(n)])

@@ -1,0 +1,107 @@
+"""MinHash signatures for many texts at once (numpy, no per-shingle Python loop).
+
+Shingles are word n-grams (default 5; texts shorter than n words are one shingle) or character
+n-grams. A shingle's 64-bit hash comes from a rolling combination of polars word hashes; the
+permutations are datasketch's ``(a * h + b) mod (2^61 - 1)`` truncated to 32 bits, computed for
+a block of documents and a block of permutations at a time (bounded memory), and reduced to the
+per-document minimum with ``np.minimum.reduceat``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+MERSENNE = np.uint64((1 << 61) - 1)
+MAX32 = np.uint64((1 << 32) - 1)
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def permutations(num_perm: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.RandomState(seed)
+    a = rng.randint(1, int(MERSENNE), size=num_perm, dtype=np.uint64)
+    b = rng.randint(0, int(MERSENNE), size=num_perm, dtype=np.uint64)
+    return a, b
+
+
+def shingle_hashes(
+    texts: pl.Series, ngram: int = 5, char_ngram: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(shingle hashes, document index of each), documents contiguous and in order."""
+    df = pl.DataFrame({"text": texts}).with_row_index("doc")
+    if char_ngram:
+        # Character n-grams: every position's n characters.
+        units = df.select("doc", u=pl.col("text").str.split("")).explode("u").drop_nulls("u")
+        n = char_ngram
+    else:
+        units = df.select("doc", u=pl.col("text").str.extract_all(r"\S+")).explode("u").drop_nulls("u")
+        n = ngram
+    units = units.with_columns(h=pl.col("u").hash(seed=11))
+    doc = units["doc"].to_numpy().astype(np.int64)
+    h = units["h"].to_numpy()
+    n_docs = len(texts)
+    counts = np.bincount(doc, minlength=n_docs)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pos = np.arange(len(doc)) - starts[doc] if len(doc) else np.zeros(0, dtype=np.int64)
+    remaining = counts[doc] - pos
+    g = h.copy()
+    with np.errstate(over="ignore"):
+        for k in range(1, n):
+            shifted = np.zeros_like(h)
+            shifted[:-k] = h[k:]
+            g = (g * _MIX) ^ shifted
+    full = remaining >= n
+    # Documents shorter than n units: one shingle, the hash of all their units.
+    short_docs = np.flatnonzero((counts > 0) & (counts < n))
+    keep_g, keep_doc = g[full], doc[full]
+    if len(short_docs):
+        first = starts[short_docs]
+        sh = np.zeros(len(short_docs), dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for k in range(n - 1):
+                idx = first + k
+                ok = k < counts[short_docs]
+                sh = np.where(ok, (sh * _MIX) ^ h[np.minimum(idx, len(h) - 1)], sh)
+        keep_g = np.concatenate([keep_g, sh])
+        keep_doc = np.concatenate([keep_doc, short_docs])
+        order = np.argsort(keep_doc, kind="stable")
+        keep_g, keep_doc = keep_g[order], keep_doc[order]
+    return keep_g & MAX32, keep_doc
+
+
+def signatures(
+    texts: pl.Series,
+    num_perm: int = 128,
+    ngram: int = 5,
+    char_ngram: int | None = None,
+    seed: int = 1,
+    block: int = 1 << 18,
+) -> np.ndarray:
+    """(n_docs, num_perm) uint32 MinHash signatures; an empty text gets all-max values."""
+    hashes, doc = shingle_hashes(texts, ngram, char_ngram)
+    n_docs = len(texts)
+    a, b = permutations(num_perm, seed)
+    sig = np.full((n_docs, num_perm), np.uint32(0xFFFFFFFF), dtype=np.uint32)
+    if len(hashes) == 0:
+        return sig
+    # Blocks of whole documents, so that reduceat segments never straddle a block.
+    bounds = np.flatnonzero(np.diff(doc)) + 1
+    seg_starts = np.concatenate([[0], bounds])
+    seg_docs = doc[seg_starts]
+    i = 0
+    while i < len(seg_starts):
+        j = np.searchsorted(seg_starts, seg_starts[i] + block, side="right")
+        j = max(j, i + 1)
+        lo = seg_starts[i]
+        hi = seg_starts[j] if j < len(seg_starts) else len(hashes)
+        x = hashes[lo:hi]
+        local_starts = seg_starts[i:j] - lo
+        with np.errstate(over="ignore"):
+            for p0 in range(0, num_perm, 32):
+                pa_, pb = a[p0 : p0 + 32], b[p0 : p0 + 32]
+                hv = ((x[:, None] * pa_[None, :] + pb[None, :]) % MERSENNE) & MAX32
+                sig[seg_docs[i:j], p0 : p0 + 32] = np.minimum.reduceat(hv, local_starts, axis=0).astype(
+                    np.uint32
+                )
+        i = j
+    return sig

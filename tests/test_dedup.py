@@ -1,0 +1,144 @@
+"""Exact and near-duplicate stages: keys, survivors, clustering, real data."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from curation.config import ExactDedupConfig, NearDedupConfig, SourceConfig
+from curation.dedup.lsh import optimal_bands
+from curation.dedup.stages import ExactDedupStage, NearDedupStage
+from curation.io.reader import read_source
+from tests.conftest import shared
+from tests.helpers import batch_of, chat
+
+PARA = (
+    "Photosynthesis is the process plants use to turn light into chemical energy. They take in carbon dioxide "
+    "and water and, using sunlight, produce glucose and release oxygen that animals breathe. It happens in the "
+    "chloroplasts, where the green pigment chlorophyll absorbs mostly red and blue light and reflects green, "
+    "which is why leaves look green to us. The glucose feeds the plant and is stored as starch for the night."
+)
+
+
+def run(stage, convs, completion_tokens=None):
+    batch = batch_of(convs)
+    if completion_tokens is not None:
+        batch = batch.append_column("completion_tokens", pa.array(completion_tokens, pa.int64()))
+    batch = stage.annotate(batch)
+    return batch, list(stage.decide(batch))
+
+
+def test_exact_key_normalizes_case_whitespace_and_unicode():
+    convs = [chat("What is ﬁre?", "Hot."), chat("what   is  FIRE?", "hot."), chat("What is water?", "Wet.")]
+    batch, reasons = run(ExactDedupStage(), convs)
+    assert reasons == [None, "exact_duplicate:conversation", None]
+    assert batch["duplicate_of"].to_pylist()[1] == batch["id"].to_pylist()[0]
+    assert batch["dup_cluster"].to_pylist() == [batch["id"][0].as_py()] * 2 + [None]
+
+
+def test_two_answers_to_one_prompt_are_kept_unless_prompt_key():
+    convs = [chat("Name a fruit.", "An apple."), chat("Name a fruit.", "A banana.")]
+    assert run(ExactDedupStage(), convs)[1] == [None, None]
+    assert run(ExactDedupStage(ExactDedupConfig(key="prompt")), convs)[1] == [None, "exact_duplicate:prompt"]
+    same_answer = [chat("Name a fruit.", "An apple."), chat("Give me a fruit.", "An apple.")]
+    assert run(ExactDedupStage(ExactDedupConfig(key="response")), same_answer)[1] == [
+        None,
+        "exact_duplicate:response",
+    ]
+
+
+def test_survivor_has_most_assistant_tokens_then_smallest_id():
+    convs = [chat("Q?", "Short."), chat("q?", "short."), chat("Q?  ", "SHORT.")]
+    batch, reasons = run(ExactDedupStage(), convs, completion_tokens=[3, 9, 9])
+    ids = batch["id"].to_pylist()
+    winner = min(ids[1], ids[2])
+    assert reasons[ids.index(winner)] is None
+    assert sum(r is not None for r in reasons) == 2
+    assert set(batch["duplicate_of"].to_pylist()) == {winner, None}
+    again, reasons_again = run(ExactDedupStage(), convs, completion_tokens=[3, 9, 9])
+    assert reasons_again == reasons
+
+
+def test_near_duplicates_cluster_and_unrelated_rows_do_not():
+    edited = PARA.replace("chemical", "stored")  # one word changed
+    other = (
+        "Inflation is the rate at which prices rise, so each unit of money buys less than before over time."
+    )
+    batch, reasons = run(
+        NearDedupStage(),
+        [
+            chat("Explain photosynthesis.", PARA),
+            chat("Explain photosynthesis.", edited),
+            chat("What is inflation?", other),
+        ],
+    )
+    assert reasons[2] is None
+    assert sorted(r is None for r in reasons[:2]) == [False, True]
+    assert batch["dup_cluster"][2].as_py() is None
+
+
+def test_a_shared_system_prompt_does_not_create_a_cluster():
+    system = "You are a helpful assistant. " * 40  # long boilerplate shared by every row
+    convs = [
+        chat("What is the capital of France?", "Paris is the capital of France.", system=system),
+        chat("How many legs does a spider have?", "A spider has eight legs.", system=system),
+        chat("Who wrote Hamlet?", "William Shakespeare wrote Hamlet.", system=system),
+    ]
+    batch, reasons = run(NearDedupStage(), convs)
+    assert reasons == [None, None, None]
+    assert batch["dup_cluster"].to_pylist() == [None, None, None]
+
+
+def test_bands_and_rows_follow_the_threshold():
+    assert optimal_bands(0.8, 128) == (9, 13)  # what datasketch's MinHashLSH picks
+    b, r = optimal_bands(0.5, 128)
+    assert b * r <= 128 and r < 13
+
+
+@pytest.mark.shared_data
+def test_fastchat_prompt_key_vs_conversation_key():
+    """FastChat's dummy conversations reuse ~52 first messages with different continuations."""
+    table = read_source(SourceConfig(name="fc", path=str(shared("FastChat/dummy_conversation.json")))).records
+    _, by_conv = run_table(ExactDedupStage(), table)
+    _, by_prompt = run_table(ExactDedupStage(ExactDedupConfig(key="prompt")), table)
+    removed_conv = sum(r is not None for r in by_conv)
+    removed_prompt = sum(r is not None for r in by_prompt)
+    first_msgs = {m[0]["content"].lower().strip() for m in table["messages"].to_pylist()}
+    assert removed_prompt == 500 - len(first_msgs)  # one survivor per distinct first message
+    assert removed_conv < removed_prompt  # whole conversations repeat far less often than prompts
+    _, near = run_table(NearDedupStage(NearDedupConfig(threshold=0.8)), table)
+    assert sum(r is not None for r in near) >= removed_conv
+
+
+def run_table(stage, table):
+    batch = stage.annotate(table)
+    return batch, list(stage.decide(batch))
+
+
+def test_signatures_estimate_jaccard_like_datasketch():
+    from datasketch import MinHash
+
+    from curation.dedup.minhash import signatures
+
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(300)]
+    a = " ".join(rng.choice(words, 120))
+    b_words = a.split()
+    b_words[40:52] = rng.choice(words, 12)
+    b = " ".join(b_words)
+
+    def shingles(t):
+        w = t.split()
+        return {" ".join(w[i : i + 5]) for i in range(len(w) - 4)}
+
+    true = len(shingles(a) & shingles(b)) / len(shingles(a) | shingles(b))
+    import polars as pl
+
+    sig = signatures(pl.Series([a, b]), num_perm=256)
+    ours = (sig[0] == sig[1]).mean()
+    m1, m2 = MinHash(256), MinHash(256)
+    for s in shingles(a):
+        m1.update(s.encode())
+    for s in shingles(b):
+        m2.update(s.encode())
+    assert abs(ours - true) < 0.08
+    assert abs(m1.jaccard(m2) - true) < 0.08
