@@ -147,6 +147,11 @@ class NearDedupConfig(_Strict):
     seed: int = 1
 
 
+class DecontaminationConfig(_Strict):
+    eval_sets: list[SourceConfig] = []  # evaluation files (any format the readers take)
+    ngram: int = Field(13, ge=1)  # GPT-3 / Tulu decontamination use 13-grams
+
+
 class StagesConfig(_Strict):
     empty: EmptyConfig = EmptyConfig()
     truncation: TruncationConfig = TruncationConfig()
@@ -154,6 +159,7 @@ class StagesConfig(_Strict):
     refusal: RefusalConfig = RefusalConfig()
     language: LanguageConfig = LanguageConfig()
     length: LengthConfig = LengthConfig()
+    decontamination: DecontaminationConfig = DecontaminationConfig()
     exact_dedup: ExactDedupConfig = ExactDedupConfig()
     near_dedup: NearDedupConfig = NearDedupConfig()
 

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from curation import __version__
 from curation.config import CurateConfig
+from curation.dedup.decontaminate import DecontaminationStage
 from curation.dedup.stages import ExactDedupStage, NearDedupStage
 from curation.engine import LocalEngine, default_workers, workers_for
 from curation.errors import AccountingError, ConfigError
@@ -83,6 +84,8 @@ def run_curation(
 
     # Global stages: each needs every row of the run at once.
     global_stages: list = []
+    if cfg.stages.decontamination.eval_sets:
+        global_stages.append(DecontaminationStage(cfg.stages.decontamination, base_dir))
     if cfg.stages.exact_dedup.enabled:
         global_stages.append(ExactDedupStage(cfg.stages.exact_dedup))
     if cfg.stages.near_dedup.enabled:

@@ -142,3 +142,39 @@ def test_signatures_estimate_jaccard_like_datasketch():
         m2.update(s.encode())
     assert abs(ours - true) < 0.08
     assert abs(m1.jaccard(m2) - true) < 0.08
+
+
+@pytest.mark.shared_data
+def test_decontamination_removes_a_row_embedding_a_humaneval_prompt():
+    import gzip
+    import json
+
+    from curation.config import DecontaminationConfig
+    from curation.dedup.decontaminate import DecontaminationStage
+
+    path = shared("human-eval/HumanEval.jsonl.gz")
+    first = json.loads(gzip.open(path, "rt").readline())
+    cfg = DecontaminationConfig(
+        eval_sets=[
+            SourceConfig(
+                name="humaneval",
+                path=str(path),
+                columns={"prompt": "prompt", "response": "canonical_solution"},
+            )
+        ]
+    )
+    stage = DecontaminationStage(cfg)
+    convs = [
+        chat("Please solve this:\n" + first["prompt"], "Here is my solution."),  # embeds the eval prompt
+        chat(
+            "Write a function that checks if in given list of numbers two are close.", "def f(x): return x"
+        ),  # short overlap only
+        chat("What is the capital of France?", "Paris."),
+    ]
+    batch = stage.annotate(batch_of(convs))
+    reasons = list(stage.decide(batch))
+    assert (
+        reasons[0]
+        == f"contaminated:humaneval:{batch_of([[{'role': 'user', 'content': first['prompt']}, {'role': 'assistant', 'content': first['canonical_solution']}]])['id'][0].as_py()}"
+    )
+    assert reasons[1:] == [None, None]

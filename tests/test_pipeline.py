@@ -234,3 +234,32 @@ def test_refusal_share_cap_in_a_run(tmp_path):
     kept = result.kept.to_pandas()
     shares = kept.groupby("source")["is_refusal"].mean()
     assert (shares <= 0.05 + 1e-9).all()
+
+
+def test_decontamination_in_a_run(tmp_path, tiny_tokenizer_dir):
+    raw = ROOT / "data" / "raw"
+    cfg = config_from_dict(
+        {
+            "sources": [
+                {"name": "code", "path": str(raw / "code_tasks.csv")},
+                {"name": "safety", "path": str(raw / "safety.parquet")},
+            ],
+            "stages": {
+                "length": {"tokenizer": tiny_tokenizer_dir},
+                "decontamination": {"eval_sets": [{"name": "heldout", "path": str(raw / "code_tasks.csv")}]},
+            },
+        }
+    )
+    result = run_curation(cfg, out=tmp_path / "decon", workers=1)
+    assert_accounting(result)
+    removed = result.manifest["stages"]["decontamination"]["removed"]
+    assert (
+        sum(removed["code"].values())
+        == result.manifest["counts"]["code"]["input"]
+        - result.manifest["counts"]["code"]["removed"]["truncation"]
+    )
+    assert not removed.get("safety")
+    reasons = result.rejected.filter(pa.compute.equal(result.rejected["reject_stage"], "decontamination"))[
+        "reject_reason"
+    ]
+    assert all(r.startswith("contaminated:heldout:") for r in reasons.to_pylist())
