@@ -144,6 +144,13 @@ class NearDedupConfig(_Strict):
     char_ngram: int | None = Field(None, ge=1)  # character n-grams instead (short texts)
     bands: int | None = Field(None, ge=1)  # default: chosen from the threshold (datasketch's rule)
     rows: int | None = Field(None, ge=1)
+    # Weights of that rule. Every candidate pair is verified, so a false positive costs only a
+    # comparison while a false negative loses a duplicate: recall is weighted up by default.
+    false_positive_weight: float = Field(0.1, ge=0)
+    false_negative_weight: float = Field(0.9, ge=0)
+    # A candidate merges when its estimated Jaccard >= threshold - margin; the default margin is
+    # two standard deviations of the MinHash estimate at the threshold, sqrt(t(1-t)/num_perm).
+    verify_margin: float | None = Field(None, ge=0, lt=1)
     seed: int = 1
 
 

@@ -1,10 +1,12 @@
 """MinHash signatures for many texts at once (numpy, no per-shingle Python loop).
 
 Shingles are word n-grams (default 5; texts shorter than n words are one shingle) or character
-n-grams. A shingle's 64-bit hash comes from a rolling combination of polars word hashes; the
-permutations are datasketch's ``(a * h + b) mod (2^61 - 1)`` truncated to 32 bits, computed for
-a block of documents and a block of permutations at a time (bounded memory), and reduced to the
-per-document minimum with ``np.minimum.reduceat``.
+n-grams. A shingle's 64-bit hash comes from a rolling combination of polars word hashes,
+truncated to 32 bits; each permutation is a multiply-shift hash ``(a * h + b) >> 32`` with odd
+64-bit ``a`` (a universal family for 32-bit keys; twice as fast in numpy as datasketch's
+``(a * h + b) mod (2^61 - 1)``, no division), computed for a block of documents and a block of
+permutations at a time (bounded memory), and reduced to the per-document minimum with
+``np.minimum.reduceat``.
 """
 
 from __future__ import annotations
@@ -12,15 +14,14 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-MERSENNE = np.uint64((1 << 61) - 1)
 MAX32 = np.uint64((1 << 32) - 1)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
 def permutations(num_perm: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.RandomState(seed)
-    a = rng.randint(1, int(MERSENNE), size=num_perm, dtype=np.uint64)
-    b = rng.randint(0, int(MERSENNE), size=num_perm, dtype=np.uint64)
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, 1 << 64, size=num_perm, dtype=np.uint64, endpoint=False) | np.uint64(1)
+    b = rng.integers(0, 1 << 64, size=num_perm, dtype=np.uint64, endpoint=False)
     return a, b
 
 
@@ -99,7 +100,7 @@ def signatures(
         with np.errstate(over="ignore"):
             for p0 in range(0, num_perm, 32):
                 pa_, pb = a[p0 : p0 + 32], b[p0 : p0 + 32]
-                hv = ((x[:, None] * pa_[None, :] + pb[None, :]) % MERSENNE) & MAX32
+                hv = (x[:, None] * pa_[None, :] + pb[None, :]) >> np.uint64(32)
                 sig[seg_docs[i:j], p0 : p0 + 32] = np.minimum.reduceat(hv, local_starts, axis=0).astype(
                     np.uint32
                 )

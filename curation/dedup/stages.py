@@ -101,17 +101,26 @@ class NearDedupStage(_DedupStage):
     def __init__(self, cfg: NearDedupConfig | None = None):
         self.cfg = cfg or NearDedupConfig()
         self.reason = f"near_duplicate:{self.cfg.key}"
-        if self.cfg.bands and self.cfg.rows:
-            self.bands, self.rows = self.cfg.bands, self.cfg.rows
+        c = self.cfg
+        if c.bands and c.rows:
+            self.bands, self.rows = c.bands, c.rows
         else:
-            self.bands, self.rows = optimal_bands(self.cfg.threshold, self.cfg.num_perm)
+            self.bands, self.rows = optimal_bands(
+                c.threshold, c.num_perm, c.false_positive_weight, c.false_negative_weight
+            )
+        margin = (
+            c.verify_margin
+            if c.verify_margin is not None
+            else 2 * (c.threshold * (1 - c.threshold) / c.num_perm) ** 0.5
+        )
+        self.verify_at = c.threshold - margin
 
     def clusters(self, table):
         keys = key_texts(table, self.cfg.key)
         sig = signatures(keys, self.cfg.num_perm, self.cfg.ngram, self.cfg.char_ngram, self.cfg.seed)
         pairs = candidate_pairs(sig, self.bands, self.rows)
         # Every candidate pair is verified before it may merge clusters.
-        verified = pairs[estimated_jaccard(sig, pairs) >= self.cfg.threshold] if len(pairs) else pairs
+        verified = pairs[estimated_jaccard(sig, pairs) >= self.verify_at] if len(pairs) else pairs
         empty = (keys.str.len_chars() == 0).to_numpy()
         if len(verified):
             verified = verified[~(empty[verified[:, 0]] | empty[verified[:, 1]])]
