@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.memory import PeakMemory  # noqa: E402
 from curation.config import NearDedupConfig  # noqa: E402
-from curation.dedup.lsh import candidate_pairs, estimated_jaccard, union_find  # noqa: E402
-from curation.dedup.minhash import signatures  # noqa: E402
+from curation.dedup.lsh import candidate_pairs, estimated_jaccard, split_loose_members, union_find  # noqa: E402
+from curation.dedup.minhash import oph_signatures  # noqa: E402
 from curation.dedup.stages import NearDedupStage  # noqa: E402
 
 THRESHOLD, NUM_PERM, NGRAM = 0.8, 128, 5
@@ -93,10 +93,10 @@ def jaccard(a: str, b: str) -> float:
 def ours(docs: list[str]) -> np.ndarray:
     """The near-dedup stage's own clustering (NearDedupStage.clusters minus the key extraction)."""
     stage = NearDedupStage(NearDedupConfig(threshold=THRESHOLD, num_perm=NUM_PERM, ngram=NGRAM))
-    sig = signatures(pl.Series(docs), NUM_PERM, NGRAM)
+    sig = oph_signatures(pl.Series(docs), NUM_PERM, NGRAM)
     pairs = candidate_pairs(sig, stage.bands, stage.rows)
     verified = pairs[estimated_jaccard(sig, pairs) >= stage.verify_at] if len(pairs) else pairs
-    return union_find(len(docs), verified)
+    return split_loose_members(sig, union_find(len(docs), verified), stage.cluster_floor)
 
 
 def datasketch_clusters(docs: list[str], bulk: bool) -> np.ndarray:

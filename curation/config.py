@@ -140,6 +140,9 @@ class NearDedupConfig(_Strict):
     key: Literal["conversation", "prompt", "prompts", "response"] = "conversation"
     threshold: float = Field(0.8, gt=0, lt=1)  # Jaccard of the shingle sets
     num_perm: int = Field(128, ge=8)
+    # "oph": one-permutation hashing with densification (one hash per shingle, ~14x faster);
+    # "minhash": classic k-permutation MinHash. Both estimate Jaccard the same way.
+    sketch: Literal["oph", "minhash"] = "oph"
     ngram: int = Field(5, ge=1)  # word n-gram shingles
     char_ngram: int | None = Field(None, ge=1)  # character n-grams instead (short texts)
     bands: int | None = Field(None, ge=1)  # default: chosen from the threshold (datasketch's rule)
@@ -151,6 +154,10 @@ class NearDedupConfig(_Strict):
     # A candidate merges when its estimated Jaccard >= threshold - margin; the default margin is
     # two standard deviations of the MinHash estimate at the threshold, sqrt(t(1-t)/num_perm).
     verify_margin: float | None = Field(None, ge=0, lt=1)
+    # Union-find is transitive; a member whose estimated Jaccard with its cluster's representative
+    # is below this floor leaves the cluster (default: threshold - 0.15, i.e. 0.65 for 0.8, which
+    # keeps pairs under 0.6 apart while chains of true near-duplicates stay together).
+    cluster_floor: float | None = Field(None, ge=0, lt=1)
     seed: int = 1
 
 

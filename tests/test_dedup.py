@@ -117,7 +117,7 @@ def run_table(stage, table):
 def test_signatures_estimate_jaccard_like_datasketch():
     from datasketch import MinHash
 
-    from curation.dedup.minhash import signatures
+    from curation.dedup.minhash import oph_signatures, signatures
 
     rng = np.random.default_rng(0)
     words = [f"w{i}" for i in range(300)]
@@ -135,6 +135,8 @@ def test_signatures_estimate_jaccard_like_datasketch():
 
     sig = signatures(pl.Series([a, b]), num_perm=256)
     ours = (sig[0] == sig[1]).mean()
+    oph = oph_signatures(pl.Series([a, b]), num_perm=256)
+    assert abs((oph[0] == oph[1]).mean() - true) < 0.1
     m1, m2 = MinHash(256), MinHash(256)
     for s in shingles(a):
         m1.update(s.encode())

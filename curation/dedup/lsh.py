@@ -67,3 +67,18 @@ def union_find(n: int, pairs: np.ndarray) -> np.ndarray:
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
     return np.array([find(i) for i in range(n)])
+
+
+def split_loose_members(sig: np.ndarray, labels: np.ndarray, min_jaccard: float) -> np.ndarray:
+    """Detach members whose estimated Jaccard with their cluster's root is below min_jaccard.
+
+    Union-find is transitive: A~B and B~C put A and C together even when they share little.
+    Checking every member against one representative keeps such chains from merging strangers.
+    """
+    labels = labels.copy()
+    members = np.flatnonzero(labels != np.arange(len(labels)))
+    if len(members):
+        est = (sig[members] == sig[labels[members]]).mean(axis=1)
+        loose = members[est < min_jaccard]
+        labels[loose] = loose
+    return labels

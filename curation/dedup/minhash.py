@@ -106,3 +106,39 @@ def signatures(
                 )
         i = j
     return sig
+
+
+def oph_signatures(
+    texts: pl.Series, num_perm: int = 128, ngram: int = 5, char_ngram: int | None = None, seed: int = 1
+) -> np.ndarray:
+    """One-permutation hashing with rotation densification (Li, Owen & Zhang 2012; Shrivastava &
+    Li 2014): each shingle is hashed once and falls into one of ``num_perm`` bins by its top bits;
+    a bin keeps its minimum; an empty bin borrows the next non-empty bin to its right, offset by
+    the distance. Same Jaccard estimator as k-permutation MinHash (the fraction of equal
+    positions), for O(shingles) work instead of O(shingles x permutations).
+    """
+    hashes, doc = shingle_hashes(texts, ngram, char_ngram)
+    n_docs = len(texts)
+    k = num_perm
+    empty_value = np.uint64(0xFFFFFFFF)
+    sig = np.full((n_docs, k), empty_value, dtype=np.uint64)
+    if len(hashes):
+        a, b = permutations(1, seed)
+        with np.errstate(over="ignore"):
+            h = hashes * a[0] + b[0]  # one 64-bit multiply-shift-style mix of the 32-bit shingle hash
+        bins = (h % np.uint64(k)).astype(np.int64)
+        vals = h >> np.uint64(32)
+        np.minimum.at(sig, (doc, bins), vals)
+    empty = sig == empty_value
+    nonempty_rows = ~empty.all(axis=1)
+    if empty.any():
+        # Next non-empty bin to the right (circularly), found on the doubled row.
+        cols = np.arange(2 * k)
+        e2 = np.concatenate([empty, empty], axis=1)
+        idx = np.where(e2, 2 * k, cols[None, :])
+        nxt = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1][:, :k]
+        dist = (nxt - np.arange(k)[None, :]).astype(np.uint64)
+        src = np.minimum(nxt, 2 * k - 1) % k
+        borrowed = np.take_along_axis(sig, src, axis=1) + dist * np.uint64(0x9E3779B1)
+        sig = np.where(empty & nonempty_rows[:, None], borrowed, sig)
+    return (sig & np.uint64(0xFFFFFFFF)).astype(np.uint32)

@@ -16,8 +16,14 @@ import pyarrow as pa
 
 from curation.config import ExactDedupConfig, NearDedupConfig
 from curation.dedup.keys import key_texts
-from curation.dedup.lsh import candidate_pairs, estimated_jaccard, optimal_bands, union_find
-from curation.dedup.minhash import signatures
+from curation.dedup.lsh import (
+    candidate_pairs,
+    estimated_jaccard,
+    optimal_bands,
+    split_loose_members,
+    union_find,
+)
+from curation.dedup.minhash import oph_signatures, signatures
 from curation.stages.base import Stage
 
 log = logging.getLogger(__name__)
@@ -114,10 +120,12 @@ class NearDedupStage(_DedupStage):
             else 2 * (c.threshold * (1 - c.threshold) / c.num_perm) ** 0.5
         )
         self.verify_at = c.threshold - margin
+        self.cluster_floor = c.cluster_floor if c.cluster_floor is not None else max(0.0, c.threshold - 0.15)
 
     def clusters(self, table):
         keys = key_texts(table, self.cfg.key)
-        sig = signatures(keys, self.cfg.num_perm, self.cfg.ngram, self.cfg.char_ngram, self.cfg.seed)
+        sketch = oph_signatures if self.cfg.sketch == "oph" else signatures
+        sig = sketch(keys, self.cfg.num_perm, self.cfg.ngram, self.cfg.char_ngram, self.cfg.seed)
         pairs = candidate_pairs(sig, self.bands, self.rows)
         # Every candidate pair is verified before it may merge clusters.
         verified = pairs[estimated_jaccard(sig, pairs) >= self.verify_at] if len(pairs) else pairs
@@ -131,4 +139,4 @@ class NearDedupStage(_DedupStage):
             self.bands,
             self.rows,
         )
-        return union_find(table.num_rows, verified)
+        return split_loose_members(sig, union_find(table.num_rows, verified), self.cluster_floor)
