@@ -17,6 +17,7 @@ import polars as pl
 import pyarrow as pa
 
 from curation.config import DecontaminationConfig
+from curation.dedup.keys import nfkc
 from curation.dedup.minhash import shingle_hashes
 from curation.io.reader import read_source
 from curation.stages.base import Stage
@@ -26,14 +27,13 @@ log = logging.getLogger(__name__)
 
 
 def _texts(table: pa.Table) -> pl.Series:
-    t = turns(table, roles=("user", "assistant")).sort(["row", "turn"])
+    t = turns(table, roles=("user", "assistant"))
     joined = t.group_by("row", maintain_order=True).agg(text=pl.col("content").str.join(" "))
     out = np.full(table.num_rows, "", dtype=object)
     if joined.height:
         out[joined["row"].to_numpy()] = joined["text"].to_list()
     return (
-        pl.Series("text", out.tolist(), dtype=pl.String)
-        .str.normalize("NFKC")
+        nfkc(pl.Series("text", out.tolist(), dtype=pl.String))
         .str.to_lowercase()
         .str.replace_all(r"[^\w]+", " ")
         .str.strip_chars()

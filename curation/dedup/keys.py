@@ -23,19 +23,21 @@ def key_texts(table: pa.Table, key: str = "conversation") -> pl.Series:
         "prompts": ("user",),
         "response": ("assistant",),
     }
-    t = turns(table, roles=roles[key]).sort(["row", "turn"])
+    t = turns(table, roles=roles[key])
     if key == "prompt":
         t = t.group_by("row", maintain_order=True).first()
     joined = t.group_by("row", maintain_order=True).agg(
         text=(pl.col("role").str.slice(0, 1) + pl.lit(": ") + pl.col("content")).str.join("\n")
     )
-    out = np.full(table.num_rows, "", dtype=object)
-    if joined.height:
-        out[joined["row"].to_numpy()] = joined["text"].to_list()
-    return (
-        pl.Series("key", out.tolist(), dtype=pl.String)
-        .str.normalize("NFKC")
-        .str.to_lowercase()
-        .str.replace_all(r"\s+", " ")
-        .str.strip_chars()
-    )
+    # Stay in polars (no Python list of every text): one row per input row, "" when no turn.
+    every = pl.DataFrame({"row": np.arange(table.num_rows)}).cast({"row": joined["row"].dtype})
+    text = every.join(joined, on="row", how="left", maintain_order="left")["text"].fill_null("")
+    return nfkc(text.alias("key")).str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+
+
+def nfkc(texts: pl.Series) -> pl.Series:
+    """NFKC-normalize, touching only the non-ASCII texts (ASCII is already normalized; ~5x faster)."""
+    idx = (~texts.str.contains(r"^[\x00-\x7F]*$")).arg_true()
+    if len(idx) == 0:
+        return texts
+    return texts.scatter(idx, texts.gather(idx).str.normalize("NFKC"))

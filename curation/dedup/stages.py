@@ -93,12 +93,8 @@ class ExactDedupStage(_DedupStage):
         self.reason = f"exact_duplicate:{self.cfg.key}"
 
     def clusters(self, table):
-        keys = key_texts(table, self.cfg.key)
-        h1 = keys.hash(seed=1).to_numpy()
-        h2 = keys.hash(seed=2).to_numpy()  # 128 bits: collisions are not a practical concern
-        both = np.stack([h1, h2], axis=1)
-        _, label = np.unique(both, axis=0, return_inverse=True)
-        return label.ravel()
+        # Equal normalized keys (compared in full, not by hash) get the same dense rank.
+        return key_texts(table, self.cfg.key).rank("dense").to_numpy().astype(np.int64)
 
 
 class NearDedupStage(_DedupStage):

@@ -26,7 +26,7 @@ class LanguageStage(Stage):
         n = batch.num_rows
         # The answer first (it is what the model learns), then the prompt: a short answer ("4",
         # "Canberra") is judged together with its question.
-        t = turns(batch, roles=("user", "assistant")).sort(["row", "turn"])
+        t = turns(batch, roles=("user", "assistant"))
         assistant = (
             t.filter(pl.col("role") == "assistant")
             .group_by("row", maintain_order=True)

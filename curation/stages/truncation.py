@@ -70,7 +70,7 @@ class TruncationStage(Stage):
             .otherwise(None)
         )
         t = t.with_columns(kind=kind).filter(pl.col("kind").is_not_null())
-        first = t.sort(["row", "turn"]).group_by("row", maintain_order=True).agg(pl.col("kind").first())
+        first = t.group_by("row", maintain_order=True).agg(pl.col("kind").first())
         kinds = per_row(first, "kind", batch.num_rows, None, object)
         return {"is_truncated": kinds != None, "truncation": kinds}  # noqa: E711 (elementwise)
 

@@ -12,7 +12,10 @@ CODE_FENCE_RE = r"(?s)```.*?```"
 
 
 def turns(batch: pa.Table, roles: tuple[str, ...] | None = ("assistant",)) -> pl.DataFrame:
-    """DataFrame with columns row (index in batch), turn (index in conversation), role, content."""
+    """DataFrame with columns row (index in batch), turn (index in conversation), role, content.
+
+    Rows come in conversation order (by row, then turn), so no sort is needed downstream.
+    """
     messages = batch["messages"].combine_chunks()
     if isinstance(messages, pa.ChunkedArray):
         messages = messages.chunk(0) if messages.num_chunks else pa.array([], messages.type)
