@@ -9,6 +9,7 @@ Only compact columns (key hashes, signatures, lengths, ids) are held for the who
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 
 import numpy as np
 import polars as pl
@@ -64,11 +65,14 @@ def resolve_clusters(table: pa.Table, cluster: np.ndarray) -> tuple[np.ndarray, 
     return dup_cluster, duplicate_of
 
 
-class _DedupStage(Stage):
+class _DedupStage(Stage, ABC):
+    """Shared score/decide of the dedup stages; a subclass says how rows cluster."""
+
     reason = "duplicate"
 
+    @abstractmethod
     def clusters(self, table: pa.Table) -> np.ndarray:
-        raise NotImplementedError
+        """A cluster label per row (rows with equal labels are duplicates of each other)."""
 
     def score(self, batch):
         dup_cluster, duplicate_of = resolve_clusters(batch, self.clusters(batch))
