@@ -8,8 +8,13 @@ a probe text set; otherwise ``None`` is returned and callers use the HF tokenize
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import pickle
+import tempfile
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +65,52 @@ def _pattern(pre: dict | None) -> str | None:
     return None
 
 
-def tiktoken_encoder(backend, name: str = "hf"):
-    """A tiktoken Encoding that reproduces ``backend`` (a ``tokenizers.Tokenizer``), or None."""
+def _cache_path(tokenizer_json: str) -> Path:
+    from curation.tokenizer import cache_root
+
+    digest = hashlib.sha256(tokenizer_json.encode()).hexdigest()[:32]
+    return cache_root() / "tiktoken" / f"{digest}.pkl"
+
+
+def _load_cached(path: Path):
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except Exception:  # noqa: BLE001 - a missing or unreadable cache entry is rebuilt
+        return None
+
+
+def _store_cached(path: Path, value) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only cache only costs the conversion next time
+        log.debug("could not cache the tiktoken conversion: %s", e)
+
+
+def tiktoken_encoder(backend, name: str = "hf", tokenizer_json: str | None = None):
+    """A tiktoken Encoding that reproduces ``backend`` (a ``tokenizers.Tokenizer``), or None.
+
+    The conversion (~0.3 s for a 50k vocabulary) is cached on disk by the tokenizer's content
+    hash; a cached encoder is still checked on the probe texts before it is used.
+    """
     try:
         import tiktoken
     except ImportError:
         return None
+    tokenizer_json = tokenizer_json or backend.to_str()
+    cache = _cache_path(tokenizer_json)
+    cached = _load_cached(cache)
+    if cached is not None:
+        pattern, ranks, added = cached
+        enc = tiktoken.Encoding(f"hf-{name}", pat_str=pattern, mergeable_ranks=ranks, special_tokens=added)
+        if _reproduces(enc, backend):
+            return enc
     try:
-        spec = json.loads(backend.to_str())
+        spec = json.loads(tokenizer_json)
     except Exception:  # noqa: BLE001 - any tokenizer we cannot introspect uses the HF path
         return None
     model = spec.get("model", {})
@@ -91,9 +134,15 @@ def tiktoken_encoder(backend, name: str = "hf"):
     except (KeyError, ValueError) as e:
         log.debug("tiktoken conversion not possible: %s", e)
         return None
-    for text in PROBE_TEXTS:
-        want = backend.encode(text, add_special_tokens=False).ids
-        if enc.encode(text, allowed_special="all") != want:
-            log.info("tiktoken conversion differs from the HF tokenizer on a probe; using the HF tokenizer")
-            return None
+    if not _reproduces(enc, backend):
+        log.info("tiktoken conversion differs from the HF tokenizer on a probe; using the HF tokenizer")
+        return None
+    _store_cached(cache, (pattern, ranks, added))
     return enc
+
+
+def _reproduces(enc, backend) -> bool:
+    return all(
+        enc.encode(text, allowed_special="all") == backend.encode(text, add_special_tokens=False).ids
+        for text in PROBE_TEXTS
+    )

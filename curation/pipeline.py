@@ -16,10 +16,12 @@ import pyarrow.compute as pc
 from curation import __version__
 from curation.config import CurateConfig
 from curation.dedup.decontaminate import DecontaminationStage
+from curation.dedup.keys import KeyCache
 from curation.dedup.stages import ExactDedupStage, NearDedupStage
 from curation.engine import LocalEngine, default_workers, workers_for
 from curation.errors import AccountingError, ConfigError
 from curation.io.reader import SourceRead, read_source
+from curation.mixing import mix, split_validation
 from curation.output import prepare_out_dir, write_json_atomic, write_shards
 from curation.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
 from curation.stages import RefusalCapStage, StageCounts, build_map_stages
@@ -84,12 +86,13 @@ def run_curation(
 
     # Global stages: each needs every row of the run at once.
     global_stages: list = []
+    key_cache = KeyCache()  # exact and near dedup normalize each key text once
     if cfg.stages.decontamination.eval_sets:
         global_stages.append(DecontaminationStage(cfg.stages.decontamination, base_dir))
     if cfg.stages.exact_dedup.enabled:
-        global_stages.append(ExactDedupStage(cfg.stages.exact_dedup))
+        global_stages.append(ExactDedupStage(cfg.stages.exact_dedup, key_cache))
     if cfg.stages.near_dedup.enabled:
-        global_stages.append(NearDedupStage(cfg.stages.near_dedup))
+        global_stages.append(NearDedupStage(cfg.stages.near_dedup, key_cache))
     if cfg.stages.refusal.enabled and cfg.stages.refusal.max_share is not None:
         global_stages.append(RefusalCapStage(cfg.stages.refusal.max_share, cfg.seed))  # share after dedup
     for stage in global_stages:
@@ -101,10 +104,19 @@ def run_curation(
             rejected_parts.append(rejected)
     if "duplicate_of" in table.column_names:  # only meaningful on removed rows
         table = table.drop_columns(["duplicate_of"])
+
+    # Validation split (whole dedup clusters), then the mix of the training rows.
+    t_stage = time.perf_counter()
+    train, validation = split_validation(table, cfg.split, cfg.seed)
+    mixed = mix(train, cfg.mix, cfg.seed)
+    counts.record("mix", train, mixed.dropped, time.perf_counter() - t_stage)
+    if mixed.dropped.num_rows:
+        rejected_parts.append(mixed.dropped)
     for name in counts.order:
         timings[name] = counts.seconds[name]
 
-    kept = table
+    first_copies = mixed.table.filter(pc.equal(mixed.table["mix_copy"], 0)).drop_columns(["mix_copy"])
+    kept = pa.concat_tables([first_copies, validation], promote_options="default")  # each kept row once
     rejected = _combine_rejects(rejected_parts, kept.schema)
     summary = _summary(reads, counts, kept, rejected, quarantine)
     _check_accounting(summary)
@@ -112,7 +124,9 @@ def run_curation(
     t0 = time.perf_counter()
     prepare_out_dir(out, overwrite=overwrite)
     oc = cfg.output
-    shards = write_shards(kept, out, "train", oc.shard_max_rows, oc.compression)
+    shards = write_shards(mixed.table, out, "train", oc.shard_max_rows, oc.compression)
+    if validation.num_rows:
+        shards += write_shards(validation, out, "validation", oc.shard_max_rows, oc.compression)
     shards += write_shards(rejected, out, "rejects", oc.shard_max_rows, oc.compression)
     shards += write_shards(quarantine, out, "quarantine", oc.shard_max_rows, oc.compression)
     timings["write"] = time.perf_counter() - t0
@@ -134,7 +148,10 @@ def run_curation(
             "kept": kept.num_rows,
             "rejected": rejected.num_rows,
             "quarantined": quarantine.num_rows,
+            "train_rows": mixed.table.num_rows,  # with mix repeats
+            "validation_rows": validation.num_rows,
         },
+        "mix": mixed.report,
         "shards": shards,
         "tokenizer": _tokenizer_info(length_stage),
         "timings_s": {k: round(v, 4) for k, v in timings.items()},

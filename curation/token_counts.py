@@ -113,7 +113,9 @@ class TemplateTokenCounter:
         self.template_hash = hashlib.sha256((spec.chat_template or "").encode()).hexdigest()
         added = spec.added_tokens
         self.added_re = re.compile("|".join(re.escape(t) for t in added)) if added else None
-        self.encoder = tiktoken_encoder(self.backend_tok, spec.name) if piecewise else None
+        self.encoder = (
+            tiktoken_encoder(self.backend_tok, spec.name, spec.tokenizer_json) if piecewise else None
+        )
         self._compiled = None  # the Jinja template, compiled on first use
         self._skeletons = spec.skeletons
         self._checked = spec.checked

@@ -35,6 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--overwrite", action="store_true", help="allow writing into a non-empty folder not made by this tool"
     )
     p.add_argument("--workers", type=int, help="map-stage worker processes (default: all cores)")
+    p.add_argument("--report-dir", help="where the report goes (default: reports/<run name>)")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML/JSON report")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -96,13 +98,22 @@ def main(argv: list[str] | None = None) -> int:
     except CurationError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    stages = list(result.manifest["stages"])
+    stages = [s for s in result.manifest["stages"] if s != "task_type"]  # tags only, removes nothing
     print(format_summary(result.summary, stages))
     t = result.manifest["totals"]
     print(
         f"\n{t['kept']} kept, {t['rejected']} rejected, {t['quarantined']} quarantined "
         f"(of {t['input']}) in {result.manifest['timings_s']['total']:.1f}s -> {result.out}"
     )
+    if t.get("validation_rows"):
+        print(f"training rows {t['train_rows']} (with mix repeats), validation rows {t['validation_rows']}")
+    for warning in result.manifest.get("mix", {}).get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    if cfg.report and not args.no_report:
+        from curation.report import write_report
+
+        page = write_report(result.out, args.report_dir or Path("reports") / cfg.run_name)
+        print(f"report: {page}")
     return 0
 
 

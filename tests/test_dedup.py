@@ -3,6 +3,8 @@
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from curation.config import ExactDedupConfig, NearDedupConfig, SourceConfig
 from curation.dedup.lsh import optimal_bands
@@ -44,6 +46,20 @@ def test_two_answers_to_one_prompt_are_kept_unless_prompt_key():
         None,
         "exact_duplicate:response",
     ]
+
+
+def test_key_cache_gives_the_same_keys_as_computing_them():
+    from curation.dedup.keys import KeyCache, key_texts
+
+    convs = [chat("What is ﬁre?", "Hot."), chat("Name a fruit.", "An apple."), chat("what is FIRE?", "hot.")]
+    batch = batch_of(convs)
+    cache = KeyCache()
+    assert cache.get(batch, "conversation").to_list() == key_texts(batch, "conversation").to_list()
+    subset = batch.take([2, 0])  # what a later stage sees: some rows, maybe reordered
+    assert cache.get(subset, "conversation").to_list() == key_texts(subset, "conversation").to_list()
+    assert cache.get(subset, "prompt").to_list() == key_texts(subset, "prompt").to_list()
+    new = batch_of([chat("Something new", "Yes.")])
+    assert cache.get(new, "conversation").to_list() == key_texts(new, "conversation").to_list()
 
 
 def test_survivor_has_most_assistant_tokens_then_smallest_id():
@@ -180,3 +196,59 @@ def test_decontamination_removes_a_row_embedding_a_humaneval_prompt():
         == f"contaminated:humaneval:{batch_of([[{'role': 'user', 'content': first['prompt']}, {'role': 'assistant', 'content': first['canonical_solution']}]])['id'][0].as_py()}"
     )
     assert reasons[1:] == [None, None]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 40).flatmap(
+        lambda n: st.tuples(
+            st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=60)
+        )
+    )
+)
+def test_union_find_labels_each_component_by_its_smallest_member(case):
+    from curation.dedup.lsh import union_find
+
+    n, pairs = case
+    parent = list(range(n))
+
+    def find(x):
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for x, y in pairs:
+        rx, ry = find(x), find(y)
+        parent[max(rx, ry)] = min(rx, ry)
+    want = [find(i) for i in range(n)]
+    got = union_find(n, np.array(pairs, dtype=np.int64).reshape(-1, 2))
+    assert got.tolist() == want
+
+
+WORDS = st.text(
+    alphabet=st.sampled_from(list("abc é東") + [" ", " ", "\t", "\n", "\u00a0", "\u3000"]), max_size=40
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(WORDS, min_size=1, max_size=6), st.integers(1, 5))
+def test_shingle_hashes_match_a_per_word_reference(texts, n):
+    import polars as pl
+
+    from curation.dedup.minhash import shingle_hashes
+
+    mask = (1 << 64) - 1
+    want_h, want_doc = [], []
+    for d, text in enumerate(texts):
+        words = text.split()  # the alphabet has no characters where str.split and Unicode \s differ
+        hashes = [int(h) for h in pl.Series(words, dtype=pl.String).hash(seed=11)]
+        starts = range(len(words) - n + 1) if len(words) >= n else ([0] if words else [])
+        for i in starts:
+            g = 0
+            for h in hashes[i : i + n]:
+                g = ((g * 0x9E3779B97F4A7C15) & mask) ^ h
+            want_h.append(g & 0xFFFFFFFF)
+            want_doc.append(d)
+    got_h, got_doc = shingle_hashes(pl.Series(texts, dtype=pl.String), ngram=n)
+    assert got_h.tolist() == want_h
+    assert got_doc.tolist() == want_doc

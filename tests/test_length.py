@@ -160,3 +160,22 @@ def test_a_template_that_edits_content_is_counted_exactly(tiny_tokenizer):
         counts = counter.count([conv])
         assert counts.total_tokens[0] == len(out["input_ids"])
         assert counts.completion_tokens[0] == sum(out["assistant_masks"])
+
+
+def test_tiktoken_conversion_is_cached_and_a_bad_cache_entry_is_rebuilt(
+    tiny_tokenizer, tmp_path, monkeypatch
+):
+    from curation import fast_bpe
+
+    monkeypatch.setenv("SFT_CURATION_CACHE", str(tmp_path))
+    backend = tiny_tokenizer._tokenizer
+    first = fast_bpe.tiktoken_encoder(backend)
+    entry = fast_bpe._cache_path(backend.to_str())
+    assert entry.is_file()
+    cached = fast_bpe.tiktoken_encoder(backend)
+    text = "Cached and converted encoders agree: 1,234 ¿sí?"
+    assert cached.encode(text) == first.encode(text) == backend.encode(text, add_special_tokens=False).ids
+    entry.write_bytes(b"not a pickle")
+    rebuilt = fast_bpe.tiktoken_encoder(backend)
+    assert rebuilt.encode(text) == first.encode(text)
+    assert fast_bpe._load_cached(entry) is not None  # rewritten

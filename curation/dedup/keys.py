@@ -41,3 +41,25 @@ def nfkc(texts: pl.Series) -> pl.Series:
     if len(idx) == 0:
         return texts
     return texts.scatter(idx, texts.gather(idx).str.normalize("NFKC"))
+
+
+class KeyCache:
+    """Key texts computed once per run and key kind, shared by the exact and near dedup stages.
+
+    Rows with the same ``id`` have the same normalized turns (schema.conversation_id), hence the
+    same key text, so a later stage looks keys up by id instead of normalizing the texts again.
+    """
+
+    def __init__(self) -> None:
+        self._keys: dict[str, pl.DataFrame] = {}
+
+    def get(self, table: pa.Table, key: str) -> pl.Series:
+        ids = pl.Series("id", table["id"].combine_chunks() if table.num_rows else [], dtype=pl.String)
+        known = self._keys.get(key)
+        if known is not None:
+            found = ids.to_frame().join(known, on="id", how="left", maintain_order="left")["key"]
+            if found.null_count() == 0:
+                return found
+        texts = key_texts(table, key)
+        self._keys[key] = pl.DataFrame({"id": ids, "key": texts}).unique("id", keep="first")
+        return texts

@@ -26,16 +26,31 @@ def optimal_bands(
     return opt
 
 
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def band_keys(sig: np.ndarray, band: int, rows: int) -> np.ndarray:
+    """One 64-bit key per document for a band: its ``rows`` signature values combined.
+
+    Two documents whose band values are equal always get equal keys; distinct values collide
+    with probability ~2^-64, and every candidate pair is verified on the signatures anyway.
+    """
+    cols = sig[:, band * rows : (band + 1) * rows].astype(np.uint64)
+    key = cols[:, 0].copy()
+    with np.errstate(over="ignore"):
+        for c in range(1, rows):
+            key *= _MIX
+            key ^= cols[:, c]
+    return key
+
+
 def candidate_pairs(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(k, 2) pairs of documents sharing a band; each bucket is linked to its first member."""
     pairs = []
     n = sig.shape[0]
     for band in range(bands):
-        cols = np.ascontiguousarray(sig[:, band * rows : (band + 1) * rows])
-        keys = cols.view(np.dtype((np.void, cols.dtype.itemsize * rows))).ravel()
-        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        inverse = inverse.ravel()
-        leader = first[inverse]
+        _, first, inverse = np.unique(band_keys(sig, band, rows), return_index=True, return_inverse=True)
+        leader = first[inverse.ravel()]
         mask = leader != np.arange(n)
         if mask.any():
             pairs.append(np.stack([leader[mask], np.flatnonzero(mask)], axis=1))
@@ -51,22 +66,27 @@ def estimated_jaccard(sig: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 
 def union_find(n: int, pairs: np.ndarray) -> np.ndarray:
-    """Cluster root of each of n items, given undirected pairs."""
-    parent = np.arange(n)
-
-    def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    for a, b in pairs.tolist():
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return np.array([find(i) for i in range(n)])
+    """Connected components of n items given undirected pairs: each item's label is the smallest
+    item of its component. Vectorized (hook every pair's labels to their minimum, then pointer
+    jumping, until nothing changes): no Python loop over pairs or items."""
+    labels = np.arange(n)
+    if len(pairs) == 0:
+        return labels
+    a, b = pairs[:, 0], pairs[:, 1]
+    while True:
+        la, lb = labels[a], labels[b]
+        low = np.minimum(la, lb)
+        hooked = labels.copy()
+        np.minimum.at(hooked, la, low)
+        np.minimum.at(hooked, lb, low)
+        while True:  # pointer jumping: every item points at its root
+            jumped = hooked[hooked]
+            if np.array_equal(jumped, hooked):
+                break
+            hooked = jumped
+        if np.array_equal(hooked, labels):
+            return labels
+        labels = hooked
 
 
 def split_loose_members(sig: np.ndarray, labels: np.ndarray, min_jaccard: float) -> np.ndarray:

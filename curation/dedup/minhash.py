@@ -25,49 +25,60 @@ def permutations(num_perm: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+# Unicode White_Space other than the space itself (what the regex class \s matches).
+OTHER_WHITESPACE = [
+    "\t", "\n", "\x0b", "\x0c", "\r", "\x85", "\xa0", "\u1680",
+    *(chr(c) for c in range(0x2000, 0x200B)),
+    "\u2028", "\u2029", "\u202f", "\u205f", "\u3000",
+]  # fmt: skip
+
+
 def shingle_hashes(
     texts: pl.Series, ngram: int = 5, char_ngram: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(shingle hashes, document index of each), documents contiguous and in order."""
-    df = pl.DataFrame({"text": texts}).with_row_index("doc")
+    """(shingle hashes, document index of each), documents contiguous and in order.
+
+    Words are the runs of non-whitespace (Unicode White_Space); each is hashed by polars inside
+    its list (no exploded string column); the n-gram hashes are combined in place in numpy.
+    """
+    text = pl.col("text")
     if char_ngram:
-        # Character n-grams: every position's n characters.
-        units = df.select("doc", u=pl.col("text").str.split("")).explode("u").drop_nulls("u")
-        n = char_ngram
+        units, n = text.str.split(""), char_ngram
     else:
-        units = df.select("doc", u=pl.col("text").str.extract_all(r"\S+")).explode("u").drop_nulls("u")
-        n = ngram
-    units = units.with_columns(h=pl.col("u").hash(seed=11))
-    doc = units["doc"].to_numpy().astype(np.int64)
-    h = units["h"].to_numpy()
+        units, n = (
+            text.str.replace_many(OTHER_WHITESPACE, [" "] * len(OTHER_WHITESPACE)).str.split(" "),
+            ngram,
+        )
+    lists = (
+        pl.DataFrame({"text": texts})
+        .select(h=units.list.eval(pl.element().filter(pl.element() != "").hash(seed=11)))
+        .get_column("h")
+    )
+    counts = lists.list.len().to_numpy().astype(np.int64)
+    h = lists.explode().drop_nulls().to_numpy()
     n_docs = len(texts)
-    counts = np.bincount(doc, minlength=n_docs)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    pos = np.arange(len(doc)) - starts[doc] if len(doc) else np.zeros(0, dtype=np.int64)
-    remaining = counts[doc] - pos
+    doc = np.repeat(np.arange(n_docs, dtype=np.int64), counts)
     g = h.copy()
     with np.errstate(over="ignore"):
         for k in range(1, n):
-            shifted = np.zeros_like(h)
-            shifted[:-k] = h[k:]
-            g = (g * _MIX) ^ shifted
-    full = remaining >= n
-    # Documents shorter than n units: one shingle, the hash of all their units.
+            g *= _MIX
+            g[:-k] ^= h[k:]
+    # A shingle starts at i when its n units all belong to i's document.
+    keep = np.zeros(len(h), dtype=bool)
+    if len(h) >= n:
+        keep[: len(h) - n + 1] = doc[n - 1 :] == doc[: len(h) - n + 1]
+    # Documents shorter than n units: one shingle, the hash of all their units, at their first unit.
     short_docs = np.flatnonzero((counts > 0) & (counts < n))
-    keep_g, keep_doc = g[full], doc[full]
     if len(short_docs):
-        first = starts[short_docs]
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]])[short_docs]
         sh = np.zeros(len(short_docs), dtype=np.uint64)
         with np.errstate(over="ignore"):
             for k in range(n - 1):
-                idx = first + k
                 ok = k < counts[short_docs]
-                sh = np.where(ok, (sh * _MIX) ^ h[np.minimum(idx, len(h) - 1)], sh)
-        keep_g = np.concatenate([keep_g, sh])
-        keep_doc = np.concatenate([keep_doc, short_docs])
-        order = np.argsort(keep_doc, kind="stable")
-        keep_g, keep_doc = keep_g[order], keep_doc[order]
-    return keep_g & MAX32, keep_doc
+                sh = np.where(ok, (sh * _MIX) ^ h[np.minimum(first + k, len(h) - 1)], sh)
+        g[first] = sh
+        keep[first] = True
+    return g[keep] & MAX32, doc[keep]
 
 
 def signatures(
@@ -109,36 +120,60 @@ def signatures(
 
 
 def oph_signatures(
-    texts: pl.Series, num_perm: int = 128, ngram: int = 5, char_ngram: int | None = None, seed: int = 1
+    texts: pl.Series,
+    num_perm: int = 128,
+    ngram: int = 5,
+    char_ngram: int | None = None,
+    seed: int = 1,
+    block: int = 20_000,
 ) -> np.ndarray:
     """One-permutation hashing with rotation densification (Li, Owen & Zhang 2012; Shrivastava &
-    Li 2014): each shingle is hashed once and falls into one of ``num_perm`` bins by its top bits;
-    a bin keeps its minimum; an empty bin borrows the next non-empty bin to its right, offset by
-    the distance. Same Jaccard estimator as k-permutation MinHash (the fraction of equal
-    positions), for O(shingles) work instead of O(shingles x permutations).
+    Li 2014): each shingle is hashed once and falls into one of ``num_perm`` bins; a bin keeps its
+    minimum; an empty bin borrows the next non-empty bin to its right (circularly), offset by the
+    distance. Same Jaccard estimator as k-permutation MinHash (the fraction of equal positions),
+    for O(shingles) work instead of O(shingles x permutations).
+
+    Documents are sketched ``block`` at a time, so the shingle arrays stay bounded whatever the
+    corpus size; only the (n_docs, num_perm) uint32 signatures are kept.
     """
+    out = np.empty((len(texts), num_perm), dtype=np.uint32)
+    for i in range(0, len(texts), block):
+        part = texts.slice(i, block)
+        out[i : i + len(part)] = _oph_block(part, num_perm, ngram, char_ngram, seed).T
+    return out
+
+
+def _oph_block(texts: pl.Series, k: int, ngram: int, char_ngram: int | None, seed: int) -> np.ndarray:
+    """(k, n_docs) signatures, bin-major so that densification works on contiguous rows."""
     hashes, doc = shingle_hashes(texts, ngram, char_ngram)
-    n_docs = len(texts)
-    k = num_perm
-    empty_value = np.uint64(0xFFFFFFFF)
-    sig = np.full((n_docs, k), empty_value, dtype=np.uint64)
+    empty_value = np.uint32(0xFFFFFFFF)
+    sig = np.full((k, len(texts)), empty_value, dtype=np.uint32)
     if len(hashes):
         a, b = permutations(1, seed)
         with np.errstate(over="ignore"):
             h = hashes * a[0] + b[0]  # one 64-bit multiply-shift-style mix of the 32-bit shingle hash
-        bins = (h % np.uint64(k)).astype(np.int64)
-        vals = h >> np.uint64(32)
-        np.minimum.at(sig, (doc, bins), vals)
+        # Bin from the low 32 bits (multiply-high range reduction, no division), value from the high.
+        bins = ((h & MAX32) * np.uint64(k)) >> np.uint64(32)
+        flat = bins.astype(np.intp) * len(texts) + doc  # ufunc.at on a flat index: ~3x faster than 2-D
+        np.minimum.at(sig.reshape(-1), flat, (h >> np.uint64(32)).astype(np.uint32))
     empty = sig == empty_value
-    nonempty_rows = ~empty.all(axis=1)
-    if empty.any():
-        # Next non-empty bin to the right (circularly), found on the doubled row.
-        cols = np.arange(2 * k)
-        e2 = np.concatenate([empty, empty], axis=1)
-        idx = np.where(e2, 2 * k, cols[None, :])
-        nxt = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1][:, :k]
-        dist = (nxt - np.arange(k)[None, :]).astype(np.uint64)
-        src = np.minimum(nxt, 2 * k - 1) % k
-        borrowed = np.take_along_axis(sig, src, axis=1) + dist * np.uint64(0x9E3779B1)
-        sig = np.where(empty & nonempty_rows[:, None], borrowed, sig)
-    return (sig & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    if not empty.any():
+        return sig
+    # Right to left over the doubled bin range, carrying the nearest non-empty bin's value and
+    # position; an empty bin j takes value + (distance * golden) mod 2^32.
+    golden = np.uint32(0x9E3779B1)
+    carry_val = np.zeros(len(texts), dtype=np.uint32)
+    carry_pos = np.full(len(texts), 2 * k, dtype=np.uint32)
+    out = sig.copy()
+    with np.errstate(over="ignore"):
+        for j in range(2 * k - 1, -1, -1):
+            c = j % k
+            e = empty[c]
+            if j < k:
+                out[c] = np.where(e, carry_val + (carry_pos - np.uint32(j)) * golden, sig[c])
+            carry_val = np.where(e, carry_val, sig[c])
+            carry_pos = np.where(e, carry_pos, np.uint32(j))
+    all_empty = empty.all(axis=0)  # texts without shingles keep the empty value everywhere
+    if all_empty.any():
+        out[:, all_empty] = empty_value
+    return out

@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 
 from curation.config import ExactDedupConfig, NearDedupConfig
-from curation.dedup.keys import key_texts
+from curation.dedup.keys import KeyCache
 from curation.dedup.lsh import (
     candidate_pairs,
     estimated_jaccard,
@@ -92,20 +92,22 @@ class _DedupStage(Stage, ABC):
 class ExactDedupStage(_DedupStage):
     name = "exact_dedup"
 
-    def __init__(self, cfg: ExactDedupConfig | None = None):
+    def __init__(self, cfg: ExactDedupConfig | None = None, keys: KeyCache | None = None):
         self.cfg = cfg or ExactDedupConfig()
+        self.keys = keys or KeyCache()
         self.reason = f"exact_duplicate:{self.cfg.key}"
 
     def clusters(self, table):
         # Equal normalized keys (compared in full, not by hash) get the same dense rank.
-        return key_texts(table, self.cfg.key).rank("dense").to_numpy().astype(np.int64)
+        return self.keys.get(table, self.cfg.key).rank("dense").to_numpy().astype(np.int64)
 
 
 class NearDedupStage(_DedupStage):
     name = "near_dedup"
 
-    def __init__(self, cfg: NearDedupConfig | None = None):
+    def __init__(self, cfg: NearDedupConfig | None = None, keys: KeyCache | None = None):
         self.cfg = cfg or NearDedupConfig()
+        self.keys = keys or KeyCache()
         self.reason = f"near_duplicate:{self.cfg.key}"
         c = self.cfg
         if c.bands and c.rows:
@@ -123,15 +125,19 @@ class NearDedupStage(_DedupStage):
         self.cluster_floor = c.cluster_floor if c.cluster_floor is not None else max(0.0, c.threshold - 0.15)
 
     def clusters(self, table):
-        keys = key_texts(table, self.cfg.key)
+        keys = self.keys.get(table, self.cfg.key)
         sketch = oph_signatures if self.cfg.sketch == "oph" else signatures
         sig = sketch(keys, self.cfg.num_perm, self.cfg.ngram, self.cfg.char_ngram, self.cfg.seed)
+        return self.cluster_signatures(sig, skip=(keys.str.len_chars() == 0).to_numpy())
+
+    def cluster_signatures(self, sig: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
+        """Cluster labels from signatures: LSH candidates, each verified, union-find, loose
+        members split off. Rows flagged in ``skip`` (empty keys) never join a cluster."""
         pairs = candidate_pairs(sig, self.bands, self.rows)
         # Every candidate pair is verified before it may merge clusters.
         verified = pairs[estimated_jaccard(sig, pairs) >= self.verify_at] if len(pairs) else pairs
-        empty = (keys.str.len_chars() == 0).to_numpy()
-        if len(verified):
-            verified = verified[~(empty[verified[:, 0]] | empty[verified[:, 1]])]
+        if len(verified) and skip is not None:
+            verified = verified[~(skip[verified[:, 0]] | skip[verified[:, 1]])]
         log.info(
             "near dedup: %d candidate pairs, %d verified (b=%d, r=%d)",
             len(pairs),
@@ -139,4 +145,4 @@ class NearDedupStage(_DedupStage):
             self.bands,
             self.rows,
         )
-        return split_loose_members(sig, union_find(table.num_rows, verified), self.cluster_floor)
+        return split_loose_members(sig, union_find(sig.shape[0], verified), self.cluster_floor)

@@ -10,6 +10,7 @@ from curation.stages.length import LengthStage
 from curation.stages.refusal import RefusalStage
 from curation.stages.refusal_cap import RefusalCapStage
 from curation.stages.repetition import RepetitionStage
+from curation.stages.task_type import TaskTypeStage
 from curation.stages.truncation import TruncationStage
 
 __all__ = [
@@ -23,12 +24,15 @@ __all__ = [
     "RefusalCapStage",
     "LanguageStage",
     "LengthStage",
+    "TaskTypeStage",
 ]
 
 
 def build_map_stages(cfg: StagesConfig, tokenizer=None) -> list[Stage]:
     """The enabled map stages, cheapest first, so that tokenization only sees surviving rows."""
     stages: list[Stage] = []
+    if cfg.task_type.enabled:  # tags only, first: every row, kept or rejected, gets a task type
+        stages.append(TaskTypeStage(cfg.task_type))
     if cfg.empty.enabled:
         stages.append(NearEmptyStage(cfg.empty))
     if cfg.truncation.enabled:

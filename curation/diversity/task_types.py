@@ -1,0 +1,100 @@
+"""Task type of each conversation from ordered word-boundary rules in an editable YAML file.
+
+The rules are compiled into one polars ``when/then`` chain over the first user turn and the first
+assistant turn: vectorized, and the first matching rule wins (the file's order is the priority).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from curation.errors import ConfigError
+
+DEFAULT_RULES = "task_types.yaml"
+
+
+@dataclass(frozen=True)
+class TaskRule:
+    type: str
+    prompt: tuple[str, ...] = ()
+    response: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskRules:
+    types: tuple[str, ...]
+    rules: tuple[TaskRule, ...]
+    source: str
+
+    def expression(self, prompt: str = "prompt", response: str = "response") -> pl.Expr:
+        """A polars expression giving the task type from the two text columns."""
+        expr = None
+        for rule in self.rules:
+            parts = [pl.col(prompt).str.contains(_union(rule.prompt))] if rule.prompt else []
+            if rule.response:
+                parts.append(pl.col(response).str.contains(_union(rule.response)))
+            cond = pl.any_horizontal(parts).fill_null(False)
+            expr = (
+                pl.when(cond).then(pl.lit(rule.type))
+                if expr is None
+                else expr.when(cond).then(pl.lit(rule.type))
+            )
+        return pl.lit("other") if expr is None else expr.otherwise(pl.lit("other"))
+
+
+def _union(patterns: tuple[str, ...]) -> str:
+    return "(?i)" + "|".join(f"(?:{p})" for p in patterns)
+
+
+def load_rules(path: str | Path | None = None) -> TaskRules:
+    """The rules in ``path`` (default: the bundled file); errors name the file and the rule."""
+    if path is None:
+        text = resources.files("curation.diversity").joinpath(DEFAULT_RULES).read_text(encoding="utf-8")
+        where = f"curation/diversity/{DEFAULT_RULES}"
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"task-type rules {path}: {e.strerror}") from e
+        where = str(path)
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"task-type rules {where}: not valid YAML: {e}") from e
+    if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+        raise ConfigError(f"task-type rules {where}: expected a mapping with a 'rules' list")
+    unknown = set(data) - {"types", "rules"}
+    if unknown:
+        raise ConfigError(f"task-type rules {where}: unknown key(s) {sorted(unknown)}")
+    types = tuple(data.get("types") or ())
+    rules = []
+    for i, raw in enumerate(data["rules"]):
+        label = f"task-type rules {where}: rules[{i}]"
+        if not isinstance(raw, dict) or "type" not in raw:
+            raise ConfigError(f"{label}: each rule needs a 'type'")
+        bad = set(raw) - {"type", "prompt", "response"}
+        if bad:
+            raise ConfigError(f"{label}: unknown key(s) {sorted(bad)}")
+        if types and raw["type"] not in types:
+            raise ConfigError(f"{label}: type {raw['type']!r} is not in 'types'")
+        rule = TaskRule(raw["type"], tuple(raw.get("prompt") or ()), tuple(raw.get("response") or ()))
+        if not rule.prompt and not rule.response:
+            raise ConfigError(f"{label}: a rule needs 'prompt' or 'response' patterns")
+        for field in ("prompt", "response"):
+            for j, pattern in enumerate(getattr(rule, field)):
+                try:
+                    re.compile(pattern)
+                except re.error as e:
+                    raise ConfigError(f"{label}.{field}[{j}]: bad pattern {pattern!r}: {e}") from e
+        rules.append(rule)
+    if not types:
+        types = tuple(dict.fromkeys([r.type for r in rules] + ["other"]))
+    elif "other" not in types:
+        types = (*types, "other")
+    return TaskRules(types, tuple(rules), where)

@@ -1,0 +1,43 @@
+"""Task type tagging: ``task_type`` from the first user turn (and the first answer where it helps:
+a code fence means code, worked arithmetic means math). Tags only; it never rejects a row. It runs
+first, so rejected rows carry a task type too and the report can compare before and after."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from curation.config import TaskTypeConfig
+from curation.diversity.task_types import load_rules
+from curation.stages.base import Stage
+from curation.stages.turns import turns
+
+
+def first_turns(batch) -> pl.DataFrame:
+    """Per row: ``prompt`` (first user turn) and ``response`` (first assistant turn), "" if none."""
+    t = turns(batch, roles=("user", "assistant"))
+    first = (
+        t.group_by(["row", "role"], maintain_order=True)
+        .first()
+        .pivot(on="role", index="row", values="content")
+    )
+    every = pl.DataFrame({"row": pl.int_range(0, batch.num_rows, eager=True, dtype=t["row"].dtype)})
+    out = every.join(first, on="row", how="left", maintain_order="left")
+    for col in ("user", "assistant"):
+        if col not in out.columns:
+            out = out.with_columns(pl.lit(None, pl.String).alias(col))
+    return out.select(prompt=pl.col("user").fill_null(""), response=pl.col("assistant").fill_null(""))
+
+
+class TaskTypeStage(Stage):
+    name = "task_type"
+
+    def __init__(self, cfg: TaskTypeConfig | None = None):
+        self.cfg = cfg or TaskTypeConfig()
+        self.rules = load_rules(self.cfg.rules)
+
+    def score(self, batch):
+        typed = first_turns(batch).select(task_type=self.rules.expression())
+        return {"task_type": typed["task_type"].to_arrow()}
+
+    def decide(self, batch):
+        return [None] * batch.num_rows
