@@ -41,7 +41,7 @@ MT_BENCH = {
 def classify(prompts: list[str], responses: list[str] | None = None) -> list[str]:
     rules = load_rules()
     df = pl.DataFrame({"prompt": prompts, "response": responses or [""] * len(prompts)})
-    return df.select(t=rules.expression())["t"].to_list()
+    return rules.classify(df).to_list()
 
 
 def mt_bench() -> dict:

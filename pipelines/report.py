@@ -64,10 +64,39 @@ def summary_lines(data: dict) -> list[str]:
     return lines
 
 
+def screenshot(page: Path, out: Path, height: int = 1500) -> None:
+    """The top of the page in Chromium (Debian's chromium, driven by playwright)."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium = None
+    if chromium is None:
+        raise CurationError(
+            "--screenshot needs playwright (pip install playwright) and chromium (apt-get install chromium)"
+        )
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            tab = browser.new_page(viewport={"width": 1200, "height": height})
+            tab.goto(page.resolve().as_uri())
+            tab.wait_for_load_state("load")
+            tab.screenshot(path=str(out))
+        finally:
+            browser.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipelines.report", description=__doc__.split("\n")[0])
     p.add_argument("run_dir", help="a curated run folder (with manifest.json)")
     p.add_argument("--out", help="report folder (default: reports/<run name>)")
+    p.add_argument(
+        "--screenshot",
+        metavar="PNG",
+        help="also save a screenshot of the page (needs playwright and chromium)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
@@ -82,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     except CurationError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.screenshot:
+        try:
+            screenshot(page, Path(args.screenshot))
+        except CurationError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     data = json.loads((page.parent / "report.json").read_text(encoding="utf-8"))
     print("\n".join(summary_lines(data)))
     print(f"\nreport: {page.resolve()}")

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import yaml
 
 from curation.errors import ConfigError
 
 DEFAULT_RULES = "task_types.yaml"
+PROMPT_CHARS = 1000  # the task is stated at the start of the prompt
+RESPONSE_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -32,24 +35,33 @@ class TaskRules:
     rules: tuple[TaskRule, ...]
     source: str
 
-    def expression(self, prompt: str = "prompt", response: str = "response") -> pl.Expr:
-        """A polars expression giving the task type from the two text columns."""
-        expr = None
-        for rule in self.rules:
-            parts = [pl.col(prompt).str.contains(_union(rule.prompt))] if rule.prompt else []
+    def classify(self, df: pl.DataFrame, prompt: str = "prompt", response: str = "response") -> pl.Series:
+        """The task type of each row of ``df``, from its two text columns.
+
+        Matching is case-insensitive: the texts are lower-cased once (cheaper than ``(?i)`` in
+        every pattern) and only their start is searched, where the task is stated.
+        """
+        low = df.select(
+            p=pl.col(prompt).str.slice(0, PROMPT_CHARS).str.to_lowercase(),
+            r=pl.col(response).str.slice(0, RESPONSE_CHARS).str.to_lowercase(),
+        )
+        conds = []
+        for i, rule in enumerate(self.rules):
+            parts = [pl.col("p").str.contains(_union(rule.prompt))] if rule.prompt else []
             if rule.response:
-                parts.append(pl.col(response).str.contains(_union(rule.response)))
-            cond = pl.any_horizontal(parts).fill_null(False)
-            expr = (
-                pl.when(cond).then(pl.lit(rule.type))
-                if expr is None
-                else expr.when(cond).then(pl.lit(rule.type))
-            )
-        return pl.lit("other") if expr is None else expr.otherwise(pl.lit("other"))
+                parts.append(pl.col("r").str.contains(_union(rule.response)))
+            conds.append(pl.any_horizontal(parts).fill_null(False).alias(f"c{i}"))
+        labels = np.array([r.type for r in self.rules] + ["other"], dtype=object)
+        if not conds or low.height == 0:
+            return pl.Series("task_type", ["other"] * low.height, dtype=pl.String)
+        hits = low.select(conds).to_numpy()  # rules evaluated in parallel, one column each
+        # The first matching rule wins; no match -> "other".
+        first = np.where(hits.any(axis=1), hits.argmax(axis=1), len(self.rules))
+        return pl.Series("task_type", labels[first].tolist(), dtype=pl.String)
 
 
 def _union(patterns: tuple[str, ...]) -> str:
-    return "(?i)" + "|".join(f"(?:{p})" for p in patterns)
+    return "|".join(f"(?:{p})" for p in patterns)
 
 
 def load_rules(path: str | Path | None = None) -> TaskRules:

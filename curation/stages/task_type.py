@@ -36,8 +36,7 @@ class TaskTypeStage(Stage):
         self.rules = load_rules(self.cfg.rules)
 
     def score(self, batch):
-        typed = first_turns(batch).select(task_type=self.rules.expression())
-        return {"task_type": typed["task_type"].to_arrow()}
+        return {"task_type": self.rules.classify(first_turns(batch)).to_arrow()}
 
     def decide(self, batch):
         return [None] * batch.num_rows
