@@ -181,8 +181,9 @@ def write_report(run_dir: str | Path, out: str | Path) -> Path:
     """Build the report of a run folder into ``out``; returns the path of index.html."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = build_report(run_dir)
-    _, train, _, _ = load_run(run_dir)
+    loaded = load_run(run_dir)  # the shards are read once, for the numbers and the histograms
+    data = report_data(run_dir, loaded)
+    train = loaded[1]
     tokens = {
         name: np.asarray(pc.fill_null(train[col], 0).to_numpy(zero_copy_only=False), dtype=float)
         for name, col in (("prompt tokens", "prompt_tokens"), ("answer tokens", "completion_tokens"))

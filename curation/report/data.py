@@ -139,8 +139,9 @@ def cluster_sizes(kept: pa.Table, rejects: pa.Table | None) -> dict:
     return {int(k): int(v) for k, v in hist.iter_rows()}
 
 
-def report_data(run_dir: str | Path) -> dict:
-    manifest, train, validation, rejects = load_run(run_dir)
+def report_data(run_dir: str | Path, loaded: tuple | None = None) -> dict:
+    """The report's numbers; ``loaded`` is ``load_run(run_dir)`` when the caller has it already."""
+    manifest, train, validation, rejects = loaded or load_run(run_dir)
     rules_path = (manifest.get("config", {}).get("stages", {}).get("task_type") or {}).get("rules")
     try:
         types = load_rules(rules_path).types
