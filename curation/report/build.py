@@ -89,6 +89,32 @@ def _diversity_rows(d: dict) -> list[list[str]]:
     return rows
 
 
+def _semantic_html(sem: dict) -> str:
+    skipped = {s.get("skipped") for s in sem.values() if s.get("skipped")}
+    if not sem or skipped and len(skipped) == len(sem):
+        return f'<p class="muted">{_e(next(iter(skipped), "semantic diversity not computed"))}</p>'
+    rows = [
+        [
+            _e(name),
+            _num(s.get("rows")),
+            _num(s.get("clusters")),
+            _num(s.get("cluster_entropy_bits"), 2),
+            _num(s.get("cluster_entropy_normalized"), 2),
+            _num(s.get("mean_cosine_distance"), 3),
+        ]  # fmt: skip
+        for name, s in sem.items()
+        if not s.get("skipped")
+    ]
+    return (
+        "<p>Semantic diversity of the first prompts (all-MiniLM-L6-v2 embeddings, k-means; a seeded "
+        "sample when large): the more evenly prompts spread over clusters, the higher the entropy.</p>"
+        + _table(
+            ["set", "prompts", "clusters", "cluster entropy (bits)", "normalized", "mean cosine distance"],
+            rows,
+        )
+    )
+
+
 def render_html(data: dict, images: dict[str, str | None], out: Path) -> str:
     t = data["totals"]
     cards = "".join(
@@ -155,6 +181,7 @@ def render_html(data: dict, images: dict[str, str | None], out: Path) -> str:
 is normalized by log2 of the {len(data["task_types"] or [])} task types; distinct-n counts distinct
 word n-grams of the answers over all n-grams.</p>
 {_table(div_header, _diversity_rows(d), left=2)}
+{_semantic_html(d.get("semantic") or {})}
 {_img(out, images.get("task_types"), "task types")}
 {_img(out, images.get("lengths"), "token lengths")}
 {_img(out, images.get("languages"), "languages")}

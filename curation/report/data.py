@@ -139,6 +139,29 @@ def cluster_sizes(kept: pa.Table, rejects: pa.Table | None) -> dict:
     return {int(k): int(v) for k, v in hist.iter_rows()}
 
 
+def semantic(manifest: dict, tables: dict[str, pa.Table]) -> dict:
+    """Semantic diversity of the first prompts of each table (one model load for all)."""
+    from curation.diversity.semantic import Embedder, semantic_diversity, unavailable_reason
+
+    cfg = manifest.get("config", {}).get("diversity") or {}
+    if not cfg.get("semantic", True):
+        return {name: {"skipped": "semantic diversity is off (diversity.semantic: false)"} for name in tables}
+    reason = unavailable_reason()
+    if reason:
+        return {name: {"skipped": reason} for name in tables}
+    embedder = Embedder()
+    return {
+        name: semantic_diversity(
+            key_texts(table, "prompt").to_list(),
+            k=cfg.get("semantic_clusters", 20),
+            max_rows=cfg.get("semantic_max_rows", 2000),
+            seed=manifest.get("seed", 0),
+            embedder=embedder,
+        )
+        for name, table in tables.items()
+    }
+
+
 def report_data(run_dir: str | Path, loaded: tuple | None = None) -> dict:
     """The report's numbers; ``loaded`` is ``load_run(run_dir)`` when the caller has it already."""
     manifest, train, validation, rejects = loaded or load_run(run_dir)
@@ -169,6 +192,7 @@ def report_data(run_dir: str | Path, loaded: tuple | None = None) -> dict:
         ),
         promote_options="default",
     )
+    sem = semantic(manifest, {"before": everything, "after": train})
     return {
         "run_name": manifest["run_name"],
         "created_at": manifest.get("created_at"),
@@ -181,6 +205,7 @@ def report_data(run_dir: str | Path, loaded: tuple | None = None) -> dict:
         "diversity": {
             "before": metrics_by_source(everything, types),  # every row read, before any filter
             "after": metrics_by_source(train, types),  # the training set as mixed (repeats included)
+            "semantic": sem,  # first prompts: MiniLM embeddings, k-means cluster entropy
         },
         "prompt_repetition": prompt_repetition(everything),
         "dup_cluster_sizes": cluster_sizes(kept, rejects),
