@@ -5,8 +5,14 @@ seen by the next). Batches are independent, so they can run in parallel worker p
 are collected in submission order, so the output is identical for any number of workers. Batches
 can be submitted while the sources are still being read, so reading overlaps with the stages.
 
-Workers are started with ``spawn`` (polars and the Rust tokenizers are not fork-safe) and rebuild
-the stages from their pickled form (configs plus a plain-data tokenizer spec). Batches travel as
+With ``workers = N > 1`` this process is one of the N: it starts N - 1 worker processes and runs
+a batch itself while they are starting and whenever each already has two batches queued, so a
+small run is not held up by start-up and a large one keeps every core busy.
+
+Workers are forked by a ``forkserver`` (a clean process that imported the stage modules once and
+never ran polars' thread pool: forking the caller itself is not safe once polars or the Rust
+tokenizers have started threads), falling back to ``spawn``; they rebuild the stages from their
+pickled form (configs plus a plain-data tokenizer spec). Batches travel as
 Arrow IPC bytes, with the small state the parent learned while preparing them (``Stage.prepare``,
 e.g. chat-template skeletons), so workers never need the template engine or transformers.
 """
@@ -17,6 +23,7 @@ import logging
 import multiprocessing as mp
 import os
 import pickle
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -28,12 +35,37 @@ from curation.stages.base import Stage, StageCounts
 
 log = logging.getLogger(__name__)
 
-# A worker costs ~1-2 s to start (interpreter, imports, tokenizer); below this many rows per
-# worker the start-up is not repaid.
-MIN_ROWS_PER_WORKER = 10_000
-MAX_IN_FLIGHT_PER_WORKER = 4  # batches queued per worker: bounds the parent's memory
+# Below this many rows per process a worker's start-up (~0.5 s of CPU once forked from the
+# server) is not repaid.
+MIN_ROWS_PER_WORKER = 4_000
+MAX_IN_FLIGHT_PER_WORKER = 4  # batches waiting to be collected in order: bounds this process's memory
+QUEUED_PER_WORKER = 2  # batches queued at each worker before this process runs one itself
 
 _WORKER_STAGES: list[Stage] | None = None
+
+
+# Imported once by the fork server, before it forks each worker: a worker starts in ~0.1 s
+# instead of re-importing polars, numpy, pyarrow, tokenizers and the stages (~1 s each).
+FORKSERVER_PRELOAD = ["curation.worker_preload"]
+
+
+def worker_context():
+    """``forkserver`` where available (a clean server process that never ran polars' thread pool
+    forks the workers, with the modules preloaded), else ``spawn``."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
+        return ctx
+    return mp.get_context("spawn")
+
+
+def start_worker_server() -> None:
+    """Start the fork server now (it imports in parallel with the caller's own set-up)."""
+    if "forkserver" in mp.get_all_start_methods():
+        from multiprocessing import forkserver
+
+        worker_context()
+        forkserver.ensure_running()
 
 
 def default_workers() -> int:
@@ -94,7 +126,7 @@ class LocalEngine:
         counts.workers = self.workers
         self.kept: list[pa.Table] = []
         self.rejected: dict[str, list[pa.Table]] = {s.name: [] for s in stages}
-        self.pending: deque[Future] = deque()
+        self.pending: deque[Future | tuple] = deque()  # a worker's future, or a batch run here
         self.bars = [
             tqdm(desc=s.name, unit=" rows", disable=None, leave=False, position=i)
             for i, s in enumerate(stages)
@@ -104,12 +136,17 @@ class LocalEngine:
         self.pool = None
         if self.workers > 1:
             log.info("map stages on %d worker processes", self.workers)
+            self.pool_size = self.workers - 1  # this process is the N-th
             self.pool = ProcessPoolExecutor(
-                self.workers,
-                mp_context=mp.get_context("spawn"),
+                self.pool_size,
+                mp_context=worker_context(),
                 initializer=_init_worker,
                 initargs=(pickle.dumps(stages),),
             )
+            # Launching a worker blocks until it has read its start-up data: launch them from a
+            # thread, so that this process goes on reading the sources meanwhile.
+            self._launcher = threading.Thread(target=self.pool.submit, args=(os.getpid,), daemon=True)
+            self._launcher.start()
 
     def submit(self, batch: pa.Table) -> None:
         t0 = time.perf_counter()
@@ -122,14 +159,26 @@ class LocalEngine:
         if self.pool is None:
             self._collect(run_batch(self.stages, batch))
             return
-        for stage in self.stages:
-            stage.prepare(batch)
-        states = [stage.shared_state() for stage in self.stages]
-        self.pending.append(self.pool.submit(_worker_run, to_ipc(batch), states))
+        queued = sum(isinstance(p, Future) and not p.done() for p in self.pending)
+        if self._launcher.is_alive() or queued >= QUEUED_PER_WORKER * self.pool_size:
+            # The workers are still starting, or all busy: this process runs the batch itself.
+            self.pending.append(run_batch(self.stages, batch))
+        else:
+            for stage in self.stages:
+                stage.prepare(batch)
+            states = [stage.shared_state() for stage in self.stages]
+            self.pending.append(self.pool.submit(_worker_run, to_ipc(batch), states))
         while self.pending and (
-            self.pending[0].done() or len(self.pending) > MAX_IN_FLIGHT_PER_WORKER * self.workers
+            not isinstance(self.pending[0], Future)
+            or self.pending[0].done()
+            or len(self.pending) > MAX_IN_FLIGHT_PER_WORKER * self.workers
         ):
-            self._collect(_from_worker(self.pending.popleft().result()))
+            self._collect_next()
+
+    def _collect_next(self) -> None:
+        """Collect the oldest batch (results stay in submission order)."""
+        item = self.pending.popleft()
+        self._collect(_from_worker(item.result()) if isinstance(item, Future) else item)
 
     def _collect(self, result) -> None:
         kept, steps = result
@@ -143,7 +192,7 @@ class LocalEngine:
     def finish(self, empty: pa.Table) -> tuple[pa.Table, list[pa.Table]]:
         try:
             while self.pending:
-                self._collect(_from_worker(self.pending.popleft().result()))
+                self._collect_next()
         finally:
             self.close()
         if not self.kept:  # no input at all: run once on the empty table for the column layout
@@ -161,6 +210,7 @@ class LocalEngine:
         for bar in self.bars:
             bar.close()
         if self.pool is not None:
+            self._launcher.join()
             self.pool.shutdown(cancel_futures=True)
             self.pool = None
 

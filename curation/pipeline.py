@@ -18,7 +18,7 @@ from curation.config import CurateConfig
 from curation.dedup.decontaminate import DecontaminationStage
 from curation.dedup.keys import KeyCache
 from curation.dedup.stages import ExactDedupStage, NearDedupStage
-from curation.engine import LocalEngine, default_workers, workers_for
+from curation.engine import LocalEngine, default_workers, start_worker_server, workers_for
 from curation.errors import AccountingError, ConfigError
 from curation.io.reader import SourceRead, read_source
 from curation.mixing import mix, split_validation
@@ -60,9 +60,12 @@ def run_curation(
     timings: dict[str, float] = {}
 
     counts = StageCounts()
-    stages = build_map_stages(cfg.stages, tokenizer=tokenizer)
     max_workers = workers or cfg.workers or default_workers()
-    engine = LocalEngine(stages, counts, workers_for(_estimate_rows(cfg, base_dir), max_workers))
+    n_workers = workers_for(_estimate_rows(cfg, base_dir), max_workers)
+    if n_workers > 1:
+        start_worker_server()  # its imports overlap with loading the tokenizer here
+    stages = build_map_stages(cfg.stages, tokenizer=tokenizer)
+    engine = LocalEngine(stages, counts, n_workers)
 
     # Sources are read in chunks that go to the engine at once: reading overlaps the stages.
     def on_records(chunk: pa.Table) -> None:

@@ -20,6 +20,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", help="base model folder or hub id (default: SmolLM2-135M-Instruct)")
     p.add_argument("--config", help="YAML training config (see training/config.py)")
     p.add_argument("--max-steps", type=int)
+    p.add_argument(
+        "--validation-data", help="evaluate on this file of conversations instead of the run's split"
+    )
     p.add_argument("--epochs", type=float)
     p.add_argument("--packing", action="store_true", default=None, help="bfd packing, padding-free")
     p.add_argument("--merge", action="store_true", default=None, help="also write a merged full model")
@@ -45,6 +48,7 @@ def main(argv=None) -> int:
                 "epochs": args.epochs,
                 "packing": args.packing,
                 "merge": args.merge,
+                "validation_data": args.validation_data,
             },
         )
         result = train(args.data, cfg)

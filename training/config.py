@@ -41,6 +41,8 @@ class TrainConfig(BaseModel):
     packing: bool = False
     validation_fraction: float = Field(0.05, gt=0, lt=0.5)  # when the run has no validation shards
     max_validation_rows: int = Field(256, ge=1)
+    # A fixed evaluation set (any format the curation readers take) instead of the run's split.
+    validation_data: str | None = None
     # Evaluation
     eval_prompts: list[str] = DEFAULT_EVAL_PROMPTS
     validation_prompts: int = Field(3, ge=0)  # prompts drawn from the validation split

@@ -66,12 +66,31 @@ def _read(run_dir: Path, manifest: dict, split: str) -> pa.Table | None:
     return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
 
 
-def load_run(run_dir: str | Path, validation_fraction: float, max_validation_rows: int, seed: int) -> RunData:
+def read_validation_file(path: str | Path) -> pa.Table:
+    """Conversations from a file in any format the curation readers take; bad rows are an error."""
+    from curation.config import SourceConfig
+    from curation.io.reader import read_source
+
+    read = read_source(SourceConfig(name="validation", path=str(path)), None, strict=True)
+    if read.records.num_rows == 0:
+        raise CurationError(f"{path}: no conversations to evaluate on")
+    return read.records
+
+
+def load_run(
+    run_dir: str | Path,
+    validation_fraction: float,
+    max_validation_rows: int,
+    seed: int,
+    validation_data: str | Path | None = None,
+) -> RunData:
     run_dir = Path(run_dir)
     manifest = verify_run(run_dir)
     train = _read(run_dir, manifest, "train")
     if train is None or train.num_rows == 0:
         raise CurationError(f"{run_dir}: the run kept no rows: nothing to train on")
+    if validation_data is not None:
+        return RunData(run_dir, manifest, train, read_validation_file(validation_data), False)
     validation = _read(run_dir, manifest, "validation")
     carved = validation is None
     if carved:

@@ -44,25 +44,42 @@ def _throughput_callback():
 
 
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int) -> list[str]:
+    return [text for text, _ in generate_batch(model, tokenizer, prompts, max_new_tokens)]
+
+
+def generate_batch(
+    model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 16
+) -> list[tuple[str, bool]]:
+    """Greedy answers to single-turn prompts, batched with left padding: (text, finished) per
+    prompt, ``finished`` being False when the answer ran into max_new_tokens without ending."""
     import torch
 
-    outputs = []
     model.eval()
-    for prompt in prompts:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
-        enc = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
-        with torch.no_grad():
-            out = model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    outputs: list[tuple[str, bool]] = []
+    try:
+        for i in range(0, len(prompts), batch_size):
+            texts = [
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+                )
+                for p in prompts[i : i + batch_size]
+            ]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+                model.device
             )
-        outputs.append(
-            tokenizer.decode(out[0][enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
-        )
+            with torch.no_grad():
+                out = model.generate(
+                    **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id
+                )
+            for row in out[:, enc["input_ids"].shape[1] :]:
+                ids = row.tolist()
+                finished = tokenizer.eos_token_id in ids or pad_id in ids
+                outputs.append((tokenizer.decode(ids, skip_special_tokens=True).strip(), finished))
+    finally:
+        tokenizer.padding_side = side
     return outputs
 
 
@@ -75,7 +92,7 @@ def train(run_dir: str | Path, cfg: TrainConfig) -> TrainResult:
 
     from training import hardware
 
-    data = load_run(run_dir, cfg.validation_fraction, cfg.max_validation_rows, cfg.seed)
+    data = load_run(run_dir, cfg.validation_fraction, cfg.max_validation_rows, cfg.seed, cfg.validation_data)
     run_name = data.manifest.get("run_name", Path(run_dir).name)
     output = Path(cfg.output or Path("outputs") / f"{run_name}-lora")
     hw = hardware.detect()
@@ -180,9 +197,8 @@ def train(run_dir: str | Path, cfg: TrainConfig) -> TrainResult:
     ]
     tokenizer.chat_template = inference_template  # generation uses the inference template
     loss_before = trainer.evaluate()["eval_loss"]
-    before = generate(
-        trainer.model, tokenizer, prompts, cfg.max_new_tokens
-    )  # LoRA starts at zero: the base model
+    # LoRA starts at zero: these are the base model's answers.
+    before = generate_batch(trainer.model, tokenizer, prompts, cfg.max_new_tokens)
     tokenizer.chat_template = train_template
     if hw.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -191,7 +207,7 @@ def train(run_dir: str | Path, cfg: TrainConfig) -> TrainResult:
     train_seconds = time.perf_counter() - t0
     tokenizer.chat_template = inference_template
     loss_after = trainer.evaluate()["eval_loss"]
-    after = generate(trainer.model, tokenizer, prompts, cfg.max_new_tokens)
+    after = generate_batch(trainer.model, tokenizer, prompts, cfg.max_new_tokens)
 
     steps = trainer.state.global_step
     warm = min(2, max(0, steps - 1))
@@ -224,7 +240,8 @@ def train(run_dir: str | Path, cfg: TrainConfig) -> TrainResult:
         "audit": preflight.summary(),
     }
     generations = [
-        {"prompt": p, "base": b, "tuned": a} for p, b, a in zip(prompts, before, after, strict=True)
+        {"prompt": p, "base": b, "tuned": a, "base_finished": bf, "tuned_finished": af}
+        for p, (b, bf), (a, af) in zip(prompts, before, after, strict=True)
     ]
 
     adapter_dir = output / "adapter"
