@@ -45,6 +45,19 @@ def conversation_id(messages: list[dict]) -> str:
     return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
+def records_table(conversations: list[list[dict]], source: str = "s") -> pa.Table:
+    """A record table from already normalized conversations (for scoring texts with the stages)."""
+    return pa.table(
+        {
+            "id": [conversation_id(c) for c in conversations],
+            "source": [source] * len(conversations),
+            "messages": pa.array(conversations, RECORD_SCHEMA.field("messages").type),
+            "meta": ["{}"] * len(conversations),
+        },
+        schema=RECORD_SCHEMA,
+    )
+
+
 def check_messages(messages: list[dict], field: str = "messages") -> list[dict]:
     """Validate a normalized conversation; raise RowError naming the problem.
 

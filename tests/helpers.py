@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from curation.schema import RECORD_SCHEMA, conversation_id
+from curation.schema import records_table
 
 
 def batch_of(conversations: list[list[dict]] | list[str], source: str = "s") -> pa.Table:
@@ -13,15 +13,7 @@ def batch_of(conversations: list[list[dict]] | list[str], source: str = "s") -> 
         else c
         for c in conversations
     ]
-    return pa.table(
-        {
-            "id": [conversation_id(c) for c in convs],
-            "source": [source] * len(convs),
-            "messages": pa.array(convs, RECORD_SCHEMA.field("messages").type),
-            "meta": ["{}"] * len(convs),
-        },
-        schema=RECORD_SCHEMA,
-    )
+    return records_table(convs, source)
 
 
 def reasons(stage, conversations) -> list[str | None]:
