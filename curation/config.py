@@ -236,7 +236,7 @@ class CurateConfig(_Strict):
     seed: int = 0
     strict: bool = False
     batch_size: int = Field(2048, ge=1)
-    workers: int | None = Field(None, ge=1)  # map-stage processes; default: all cores
+    workers: int | None = Field(None, ge=1)  # map-stage processes, the caller included; default: all cores
     sources: list[SourceConfig] = []
     stages: StagesConfig = StagesConfig()
     split: SplitConfig = SplitConfig()

@@ -34,7 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--overwrite", action="store_true", help="allow writing into a non-empty folder not made by this tool"
     )
-    p.add_argument("--workers", type=int, help="map-stage worker processes (default: all cores)")
+    p.add_argument(
+        "--workers", type=int, help="processes for the map stages, this one included (default: all cores)"
+    )
     p.add_argument("--report-dir", help="where the report goes (default: reports/<run name>)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML/JSON report")
     p.add_argument("-v", "--verbose", action="store_true")
