@@ -116,16 +116,54 @@ def _from_worker(result):
     ]
 
 
-class LocalEngine:
-    """Submit batches, then ``finish()`` for (kept rows, rejected rows of every stage)."""
+class MemorySink:
+    """Collects the map stages' output in memory (library use on a table in memory)."""
 
-    def __init__(self, stages: list[Stage], counts: StageCounts, workers: int = 1):
+    def __init__(self, stages: list[Stage]):
+        self.kept: list[pa.Table] = []
+        self.rejected: dict[str, list[pa.Table]] = {s.name: [] for s in stages}
+        self.stage_names = [s.name for s in stages]
+
+    def add_kept(self, table: pa.Table) -> None:
+        self.kept.append(table)
+
+    def add_rejected(self, stage: str, table: pa.Table) -> None:
+        self.rejected[stage].append(table)
+
+    @property
+    def batches(self) -> int:
+        return len(self.kept)
+
+    def result(self) -> tuple[pa.Table, list[pa.Table]]:
+        kept = pa.concat_tables(self.kept, promote_options="default")
+        # Rejects in stage order, then input order: the same whatever the batch size or worker count.
+        return kept, [part for name in self.stage_names for part in self.rejected[name]]
+
+
+def collect_steps(result, sink, counts: StageCounts, bars=None) -> None:
+    """Record one batch's result (kept rows, per-stage steps) in the counters and the sink."""
+    kept, steps = result
+    sink.add_kept(kept)
+    for i, (name, rows_in, rejected, seconds) in enumerate(steps):
+        counts.record(name, rows_in, rejected, seconds)
+        if bars is not None:
+            bars[i].update(rows_in.num_rows)
+        if rejected.num_rows:
+            sink.add_rejected(name, rejected)
+
+
+class LocalEngine:
+    """Submit batches, then ``finish()``; the output goes to a sink (default: memory, and
+    ``finish()`` returns (kept rows, rejected rows of every stage))."""
+
+    name = "local"
+
+    def __init__(self, stages: list[Stage], counts: StageCounts, workers: int = 1, sink=None):
         self.stages = stages
         self.counts = counts
         self.workers = max(1, workers)
         counts.workers = self.workers
-        self.kept: list[pa.Table] = []
-        self.rejected: dict[str, list[pa.Table]] = {s.name: [] for s in stages}
+        self.sink = sink if sink is not None else MemorySink(stages)
         self.pending: deque[Future | tuple] = deque()  # a worker's future, or a batch run here
         self.bars = [
             tqdm(desc=s.name, unit=" rows", disable=None, leave=False, position=i)
@@ -181,30 +219,22 @@ class LocalEngine:
         self._collect(_from_worker(item.result()) if isinstance(item, Future) else item)
 
     def _collect(self, result) -> None:
-        kept, steps = result
-        self.kept.append(kept)
-        for bar, (name, rows_in, rejected, seconds) in zip(self.bars, steps, strict=True):
-            self.counts.record(name, rows_in, rejected, seconds)
-            bar.update(rows_in.num_rows)
-            if rejected.num_rows:
-                self.rejected[name].append(rejected)
+        collect_steps(result, self.sink, self.counts, self.bars)
 
-    def finish(self, empty: pa.Table) -> tuple[pa.Table, list[pa.Table]]:
+    def finish(self, empty: pa.Table):
         try:
             while self.pending:
                 self._collect_next()
         finally:
             self.close()
-        if not self.kept:  # no input at all: run once on the empty table for the column layout
+        if not self.sink.batches:  # no input at all: run once on the empty table for the column layout
             self._collect(run_batch(self.stages, empty))
         wall = time.perf_counter() - self.start
         if self.workers > 1:  # stage seconds are summed over workers: report wall-clock shares
             total = sum(self.counts.seconds[s.name] for s in self.stages) or 1.0
             for s in self.stages:
                 self.counts.seconds[s.name] = self.counts.seconds[s.name] / total * wall
-        kept = pa.concat_tables(self.kept, promote_options="default")
-        # Rejects in stage order, then input order: the same whatever the batch size or worker count.
-        return kept, [part for s in self.stages for part in self.rejected[s.name]]
+        return self.sink.result()
 
     def close(self) -> None:
         for bar in self.bars:

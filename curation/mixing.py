@@ -31,6 +31,7 @@ class MixResult:
     dropped: pa.Table  # rows chosen zero times, with ``reject_stage``/``reject_reason``
     report: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    copies: np.ndarray | None = None  # per input row: how many times it appears (0 = dropped)
 
 
 def _group_rng(seed: int, name: str) -> np.random.Generator:
@@ -159,7 +160,7 @@ def mix(table: pa.Table, cfg: MixConfig, seed: int = 0) -> MixResult:
             "unique_rows": int((copies[sel] > 0).sum()),
             "upsample": got / avail[g] if avail.get(g) else 0.0,
         }
-    return MixResult(mixed, dropped, report, warnings)
+    return MixResult(mixed, dropped, report, warnings, copies)
 
 
 def split_validation(table: pa.Table, cfg: SplitConfig, seed: int = 0) -> tuple[pa.Table, pa.Table]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from curation.errors import CurationError
 from curation.io.files import sha256_file
 
 MARKER = ".sft-curation-run"
-OUTPUT_PREFIXES = ("train-", "validation-", "rejects-", "quarantine-")
+OUTPUT_PREFIXES = ("train-", "validation-", "rejects-", "quarantine-", ".tmp-")
+STAGING_DIR = ".staging"  # map-stage output of a run in progress (removed at its end)
 
 
 def prepare_out_dir(out: Path, overwrite: bool = False) -> None:
@@ -37,6 +39,7 @@ def prepare_out_dir(out: Path, overwrite: bool = False) -> None:
         for p in out.iterdir():
             if p.is_file() and (p.name.startswith(OUTPUT_PREFIXES) or p.name in ("manifest.json", MARKER)):
                 p.unlink()
+        shutil.rmtree(out / STAGING_DIR, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("created by sft-curation\n")
 

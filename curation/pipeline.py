@@ -5,44 +5,85 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from dataclasses import dataclass, field
+from collections import Counter
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from curation import __version__
+from curation.assemble import REJECT_COLUMNS, ShardWriter, assemble, build_plan, with_fields
 from curation.config import CurateConfig
 from curation.dedup.decontaminate import DecontaminationStage
-from curation.dedup.keys import KeyCache
+from curation.dedup.sketch_stage import DedupSketchStage
 from curation.dedup.stages import ExactDedupStage, NearDedupStage
 from curation.engine import LocalEngine, default_workers, start_worker_server, workers_for
 from curation.errors import AccountingError, ConfigError
 from curation.io.reader import SourceRead, read_source
 from curation.mixing import mix, split_validation
-from curation.output import prepare_out_dir, write_json_atomic, write_shards
+from curation.output import STAGING_DIR, prepare_out_dir, write_json_atomic
+from curation.resources import children_peak_rss_mb, peak_rss_mb, reset_peak
 from curation.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
 from curation.stages import RefusalCapStage, StageCounts, build_map_stages
+from curation.staging import Staging
 
 log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
 
 
-@dataclass
 class RunResult:
-    out: Path
-    manifest: dict
-    kept: pa.Table
-    rejected: pa.Table
-    quarantine: pa.Table
-    summary: list[dict] = field(default_factory=list)
+    """A finished run: its folder and manifest; the tables are read back from the shards."""
+
+    def __init__(self, out: Path, manifest: dict, summary: list[dict]):
+        self.out, self.manifest, self.summary = out, manifest, summary
+
+    def _read(self, split: str) -> pa.Table | None:
+        files = [self.out / s["file"] for s in self.manifest["shards"] if s["split"] == split]
+        if not files:
+            return None
+        return pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
+
+    @property
+    def kept(self) -> pa.Table:
+        """Every kept row once: the first copy of each training row, then the validation rows."""
+        train = self._read("train")
+        first = train.filter(pc.equal(train["mix_copy"], 0)).drop_columns(["mix_copy"])
+        validation = self._read("validation")
+        return (
+            first if validation is None else pa.concat_tables([first, validation], promote_options="default")
+        )
+
+    @property
+    def rejected(self) -> pa.Table:
+        return self._read("rejects")
+
+    @property
+    def quarantine(self) -> pa.Table:
+        return self._read("quarantine")
 
 
 def default_out(cfg: CurateConfig) -> Path:
     return Path("data") / "curated" / cfg.run_name
+
+
+class _Phases:
+    """Seconds and peak RSS of each phase of the run (peaks reset between phases where the OS
+    allows)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict] = {}
+        self._t = time.perf_counter()
+        reset_peak()
+
+    def end(self, name: str) -> None:
+        now = time.perf_counter()
+        self.data[name] = {"seconds": round(now - self._t, 4), "peak_rss_mb": round(peak_rss_mb(), 1)}
+        self._t = now
+        reset_peak()
 
 
 def run_curation(
@@ -51,91 +92,83 @@ def run_curation(
     overwrite: bool = False,
     tokenizer=None,
     workers: int | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> RunResult:
     if not cfg.sources:
         raise ConfigError("no sources configured: add 'sources:' to the config or pass --source NAME=PATH")
     out = Path(out or cfg.out or default_out(cfg))
     base_dir = Path(cfg.base_dir) if cfg.base_dir else None
     t_start = time.perf_counter()
-    timings: dict[str, float] = {}
+    phases = _Phases()
+    prepare_out_dir(out, overwrite=overwrite)  # a previous run's output goes first: nothing stale stays
 
     counts = StageCounts()
-    max_workers = workers or cfg.workers or default_workers()
-    n_workers = workers_for(_estimate_rows(cfg, base_dir), max_workers)
-    if n_workers > 1:
-        start_worker_server()  # its imports overlap with loading the tokenizer here
+    if engine == "local":
+        max_workers = workers or cfg.workers or default_workers()
+        n_workers = workers_for(_estimate_rows(cfg, base_dir), max_workers)
+        if n_workers > 1:
+            start_worker_server()  # its imports overlap with loading the tokenizer here
     stages = build_map_stages(cfg.stages, tokenizer=tokenizer)
-    engine = LocalEngine(stages, counts, n_workers)
+    if cfg.stages.decontamination.eval_sets:  # per row against fixed evaluation n-grams: a map stage
+        stages.append(DecontaminationStage(cfg.stages.decontamination, base_dir))
+    st = cfg.stages
+    exact = ExactDedupStage(st.exact_dedup) if st.exact_dedup.enabled else None
+    near = NearDedupStage(st.near_dedup) if st.near_dedup.enabled else None
+    if exact or near:
+        stages.append(
+            DedupSketchStage(exact and exact.cfg, near, near and near.cfg)
+        )  # sketched per batch, on every core
+    staging = Staging(out / STAGING_DIR, [s.name for s in stages], near.cfg.num_perm if near else None)
+    if engine == "ray":
+        from curation.ray_engine import RayEngine
+
+        runner = RayEngine(stages, counts, staging, address=ray_address, batch_size=cfg.batch_size)
+        if near is not None:
+            near.pair_finder = runner.candidate_pairs
+    elif engine == "local":
+        runner = LocalEngine(stages, counts, n_workers, sink=staging)
+    else:
+        raise ConfigError(f"engine {engine!r}: expected 'local' or 'ray'")
 
     # Sources are read in chunks that go to the engine at once: reading overlaps the stages.
     def on_records(chunk: pa.Table) -> None:
         chunk = chunk.append_column("n_turns", pc.list_value_length(chunk["messages"]).cast(pa.int32()))
         for i in range(0, chunk.num_rows, cfg.batch_size):
-            engine.submit(chunk.slice(i, cfg.batch_size))
+            runner.submit(chunk.slice(i, cfg.batch_size))
 
-    t0 = time.perf_counter()
     try:
         reads: list[SourceRead] = [
             read_source(s, base_dir, strict=cfg.strict, on_records=on_records, chunk_rows=cfg.batch_size)
             for s in cfg.sources
         ]
-        timings["read"] = time.perf_counter() - t0 - engine.submit_seconds
         empty = RECORD_SCHEMA.empty_table()
-        table, rejected_parts = engine.finish(empty.append_column("n_turns", pa.array([], pa.int32())))
+        runner.finish(empty.append_column("n_turns", pa.array([], pa.int32())))
+        phases.end("read+map")
+        quarantine = (
+            pa.concat_tables([r.quarantine for r in reads]) if reads else QUARANTINE_SCHEMA.empty_table()
+        )
+        result = _global_and_write(cfg, out, staging, counts, reads, quarantine, exact, near, phases)
     except BaseException:
-        engine.close()
+        runner.close()
+        staging.remove()
         raise
-    quarantine = pa.concat_tables([r.quarantine for r in reads]) if reads else QUARANTINE_SCHEMA.empty_table()
-
-    # Global stages: each needs every row of the run at once.
-    global_stages: list = []
-    key_cache = KeyCache()  # exact and near dedup normalize each key text once
-    if cfg.stages.decontamination.eval_sets:
-        global_stages.append(DecontaminationStage(cfg.stages.decontamination, base_dir))
-    if cfg.stages.exact_dedup.enabled:
-        global_stages.append(ExactDedupStage(cfg.stages.exact_dedup, key_cache))
-    if cfg.stages.near_dedup.enabled:
-        global_stages.append(NearDedupStage(cfg.stages.near_dedup, key_cache))
-    if cfg.stages.refusal.enabled and cfg.stages.refusal.max_share is not None:
-        global_stages.append(RefusalCapStage(cfg.stages.refusal.max_share, cfg.seed))  # share after dedup
-    for stage in global_stages:
-        t_stage = time.perf_counter()
-        table_in = table
-        table, rejected = stage.process(table)
-        counts.record(stage.name, table_in, rejected, time.perf_counter() - t_stage)
-        if rejected.num_rows:
-            rejected_parts.append(rejected)
-    if "duplicate_of" in table.column_names:  # only meaningful on removed rows
-        table = table.drop_columns(["duplicate_of"])
-
-    # Validation split (whole dedup clusters), then the mix of the training rows.
-    t_stage = time.perf_counter()
-    train, validation = split_validation(table, cfg.split, cfg.seed)
-    mixed = mix(train, cfg.mix, cfg.seed)
-    counts.record("mix", train, mixed.dropped, time.perf_counter() - t_stage)
-    if mixed.dropped.num_rows:
-        rejected_parts.append(mixed.dropped)
-    for name in counts.order:
-        timings[name] = counts.seconds[name]
-
-    first_copies = mixed.table.filter(pc.equal(mixed.table["mix_copy"], 0)).drop_columns(["mix_copy"])
-    kept = pa.concat_tables([first_copies, validation], promote_options="default")  # each kept row once
-    rejected = _combine_rejects(rejected_parts, kept.schema)
-    summary = _summary(reads, counts, kept, rejected, quarantine)
+    finally:
+        if engine == "ray":
+            runner.shutdown()
+    staging.remove()
+    kept_n, train_rows, validation_rows, shards, mixed_report = result
+    summary = _summary(reads, counts, kept_n["kept"], kept_n["rejected"], kept_n["quarantined"])
     _check_accounting(summary)
 
-    t0 = time.perf_counter()
-    prepare_out_dir(out, overwrite=overwrite)
-    oc = cfg.output
-    shards = write_shards(mixed.table, out, "train", oc.shard_max_rows, oc.compression)
-    if validation.num_rows:
-        shards += write_shards(validation, out, "validation", oc.shard_max_rows, oc.compression)
-    shards += write_shards(rejected, out, "rejects", oc.shard_max_rows, oc.compression)
-    shards += write_shards(quarantine, out, "quarantine", oc.shard_max_rows, oc.compression)
-    timings["write"] = time.perf_counter() - t0
+    timings = {"read": phases.data["read+map"]["seconds"], **{n: counts.seconds[n] for n in counts.order}}
+    timings["write"] = phases.data["write"]["seconds"]
     timings["total"] = time.perf_counter() - t_start
-
     length_stage = next((s for s in stages if s.name == "length"), None)
+    stage_info = counts.to_dict()
+    for name, info in stage_info.items():
+        info["peak_rss_mb"] = phases.data.get(name, phases.data["read+map"])["peak_rss_mb"]
+    totals = {k: sum(r[k] for r in summary) for k in ("input", "kept", "rejected", "quarantined")}
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "tool": {"name": "sft-curation", "version": __version__},
@@ -145,31 +178,117 @@ def run_curation(
         "config": cfg.model_dump(mode="json"),
         "inputs": {r.name: r.inputs for r in reads},
         "counts": {row["source"]: row for row in summary},
-        "stages": counts.to_dict(),
-        "totals": {
-            "input": sum(r["input"] for r in summary),
-            "kept": kept.num_rows,
-            "rejected": rejected.num_rows,
-            "quarantined": quarantine.num_rows,
-            "train_rows": mixed.table.num_rows,  # with mix repeats
-            "validation_rows": validation.num_rows,
-        },
-        "mix": mixed.report,
+        "stages": stage_info,
+        "totals": {**totals, "train_rows": train_rows, "validation_rows": validation_rows},
+        "mix": mixed_report,
         "shards": shards,
         "tokenizer": _tokenizer_info(length_stage),
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
-        "engine": {"name": "local", "workers": counts.workers, "batch_size": cfg.batch_size},
+        "phases": phases.data,
+        "engine": {
+            "name": engine,
+            "workers": counts.workers,
+            "batch_size": cfg.batch_size,
+            "worker_peak_rss_mb": round(children_peak_rss_mb(), 1),
+        },
         "versions": _versions(),
     }
-    write_json_atomic(out / "manifest.json", manifest)
+    write_json_atomic(out / "manifest.json", manifest)  # last: its presence marks a complete run
     log.info(
         "wrote %d kept, %d rejected, %d quarantined rows to %s",
-        kept.num_rows,
-        rejected.num_rows,
-        quarantine.num_rows,
+        totals["kept"],
+        totals["rejected"],
+        totals["quarantined"],
         out,
     )
-    return RunResult(out, manifest, kept, rejected, quarantine, summary)
+    return RunResult(out, manifest, summary)
+
+
+def _global_and_write(cfg, out, staging: Staging, counts, reads, quarantine, exact, near, phases):
+    """Global stages on the compact columns, the split and the mix, then the shards, streamed."""
+    table = staging.compact_table()
+    if near is not None:
+        near.signature_store = staging.signatures()
+    global_stages: list = [s for s in (exact, near) if s is not None]
+    if cfg.stages.refusal.enabled and cfg.stages.refusal.max_share is not None:
+        global_stages.append(RefusalCapStage(cfg.stages.refusal.max_share, cfg.seed))  # share after dedup
+    rejected_parts = []
+    for stage in global_stages:
+        t_stage = time.perf_counter()
+        table_in = table
+        table, rejected = stage.process(table)
+        counts.record(stage.name, table_in, rejected, time.perf_counter() - t_stage)
+        rejected_parts.append(rejected)
+        phases.end(stage.name)
+    if near is not None:
+        near.signature_store = None  # closes the memory map
+    if "duplicate_of" in table.column_names:  # only meaningful on removed rows
+        table = table.drop_columns(["duplicate_of"])
+
+    # Validation split (whole dedup clusters), then the mix of the training rows.
+    t_stage = time.perf_counter()
+    train, validation = split_validation(table, cfg.split, cfg.seed)
+    mixed = mix(train, cfg.mix, cfg.seed)
+    counts.record("mix", train, mixed.dropped, time.perf_counter() - t_stage)
+    rejected_parts.append(mixed.dropped)
+    train = train.append_column("mix_copies", pa.array(mixed.copies, pa.int64())).filter(
+        pa.array(mixed.copies > 0)
+    )
+    plan = build_plan(staging.rows, train, validation, rejected_parts)
+    phases.end("mix")
+
+    oc = cfg.output
+    kept_schema = with_fields(staging.kept_schema(), [pa.field("dup_cluster", pa.string())])
+    reject_files = [f for name in staging.stage_names for f in staging.reject_files.get(name, [])]
+    rejects_schema = with_fields(
+        pa.unify_schemas(
+            [kept_schema, *(pq.read_schema(f) for f in reject_files)], promote_options="permissive"
+        ),
+        REJECT_COLUMNS,
+    )
+    global_names = [s.name for s in global_stages] + ["mix"]
+    n_map_rejects = sum(pq.read_metadata(f).num_rows for f in reject_files)
+    n_global_rejects = sum(t.num_rows for t in rejected_parts)
+    writers = {
+        "train": ShardWriter(
+            out,
+            "train",
+            int(mixed.copies.sum()),
+            oc.shard_max_rows,
+            oc.compression,
+            with_fields(kept_schema, [pa.field("mix_copy", pa.int32())]),
+        ),
+    }
+    if validation.num_rows:
+        writers["validation"] = ShardWriter(
+            out, "validation", validation.num_rows, oc.shard_max_rows, oc.compression, kept_schema
+        )
+    writers["rejects"] = ShardWriter(
+        out, "rejects", n_map_rejects + n_global_rejects, oc.shard_max_rows, oc.compression, rejects_schema
+    )
+    writers["quarantine"] = ShardWriter(
+        out, "quarantine", quarantine.num_rows, oc.shard_max_rows, oc.compression, QUARANTINE_SCHEMA
+    )
+    try:
+        global_rejects = assemble(staging, plan, writers, global_names)
+        for f in reject_files + [f for name in global_names for f in global_rejects[name]]:
+            writers["rejects"].write(pq.read_table(f))
+        writers["quarantine"].write(quarantine)
+        shards = [s for w in writers.values() for s in w.close()]
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    phases.end("write")
+    kept = writers["train"].rows_by_source + (
+        writers["validation"].rows_by_source if "validation" in writers else Counter()
+    )
+    written = {
+        "kept": dict(kept),
+        "rejected": dict(writers["rejects"].rows_by_source),
+        "quarantined": dict(writers["quarantine"].rows_by_source),
+    }
+    return written, int(mixed.copies.sum()), validation.num_rows, shards, mixed.report
 
 
 def _estimate_rows(cfg: CurateConfig, base_dir: Path | None) -> int:
@@ -186,25 +305,8 @@ def _estimate_rows(cfg: CurateConfig, base_dir: Path | None) -> int:
     return total // 1000
 
 
-def _combine_rejects(parts: list[pa.Table], kept_schema: pa.Schema) -> pa.Table:
-    if parts:
-        rejected = pa.concat_tables(parts, promote_options="default")
-    else:
-        fields = [*kept_schema, pa.field("reject_stage", pa.string()), pa.field("reject_reason", pa.string())]
-        rejected = pa.schema(fields).empty_table()
-    if "duplicate_of" not in rejected.column_names:  # filled by the dedup stages
-        rejected = rejected.append_column("duplicate_of", pa.nulls(rejected.num_rows, pa.string()))
-    return rejected
-
-
-def _summary(reads, counts: StageCounts, kept, rejected, quarantine) -> list[dict]:
-    def per_source(table: pa.Table) -> dict[str, int]:
-        if table.num_rows == 0:
-            return {}
-        vc = pc.value_counts(table["source"])
-        return dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
-
-    kept_n, rej_n, quar_n = per_source(kept), per_source(rejected), per_source(quarantine)
+def _summary(reads, counts: StageCounts, kept_n: dict, rej_n: dict, quar_n: dict) -> list[dict]:
+    """Per source: input units, rows written to each output, rows removed by each stage."""
     rows = []
     for r in reads:
         removed = {stage: counts.removed_total(stage, r.name) for stage in counts.order}

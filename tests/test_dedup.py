@@ -21,12 +21,17 @@ PARA = (
 )
 
 
+def decided(stage, batch) -> list:
+    out = stage.decide(batch)
+    return out.to_pylist() if hasattr(out, "to_pylist") else list(out)
+
+
 def run(stage, convs, completion_tokens=None):
     batch = batch_of(convs)
     if completion_tokens is not None:
         batch = batch.append_column("completion_tokens", pa.array(completion_tokens, pa.int64()))
     batch = stage.annotate(batch)
-    return batch, list(stage.decide(batch))
+    return batch, decided(stage, batch)
 
 
 def test_exact_key_normalizes_case_whitespace_and_unicode():
@@ -127,7 +132,7 @@ def test_fastchat_prompt_key_vs_conversation_key():
 
 def run_table(stage, table):
     batch = stage.annotate(table)
-    return batch, list(stage.decide(batch))
+    return batch, decided(stage, batch)
 
 
 def test_signatures_estimate_jaccard_like_datasketch():
@@ -190,7 +195,7 @@ def test_decontamination_removes_a_row_embedding_a_humaneval_prompt():
         chat("What is the capital of France?", "Paris."),
     ]
     batch = stage.annotate(batch_of(convs))
-    reasons = list(stage.decide(batch))
+    reasons = decided(stage, batch)
     assert (
         reasons[0]
         == f"contaminated:humaneval:{batch_of([[{'role': 'user', 'content': first['prompt']}, {'role': 'assistant', 'content': first['canonical_solution']}]])['id'][0].as_py()}"

@@ -44,12 +44,22 @@ def band_keys(sig: np.ndarray, band: int, rows: int) -> np.ndarray:
     return key
 
 
+def all_band_keys(sig, bands: int, rows: int) -> np.ndarray:
+    """(n, bands) uint64: every band's key per document."""
+    return np.stack([band_keys(sig, band, rows) for band in range(bands)], axis=1)
+
+
 def candidate_pairs(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(k, 2) pairs of documents sharing a band; each bucket is linked to its first member."""
+    return candidate_pairs_from_keys(all_band_keys(sig, bands, rows))
+
+
+def candidate_pairs_from_keys(keys: np.ndarray) -> np.ndarray:
+    """(k, 2) pairs (first member of a bucket, other member) from (n, bands) band keys, sorted."""
     pairs = []
-    n = sig.shape[0]
-    for band in range(bands):
-        _, first, inverse = np.unique(band_keys(sig, band, rows), return_index=True, return_inverse=True)
+    n = keys.shape[0]
+    for band in range(keys.shape[1]):
+        _, first, inverse = np.unique(keys[:, band], return_index=True, return_inverse=True)
         leader = first[inverse.ravel()]
         mask = leader != np.arange(n)
         if mask.any():
@@ -59,10 +69,16 @@ def candidate_pairs(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return np.unique(np.concatenate(pairs), axis=0)
 
 
-def estimated_jaccard(sig: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+def estimated_jaccard(sig, pairs: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """Share of equal signature values per pair; ``sig`` is an array or a row lookup (on disk)."""
     if len(pairs) == 0:
         return np.zeros(0)
-    return (sig[pairs[:, 0]] == sig[pairs[:, 1]]).mean(axis=1)
+    return np.concatenate(
+        [
+            (sig[pairs[i : i + chunk, 0]] == sig[pairs[i : i + chunk, 1]]).mean(axis=1)
+            for i in range(0, len(pairs), chunk)
+        ]
+    )
 
 
 def union_find(n: int, pairs: np.ndarray) -> np.ndarray:

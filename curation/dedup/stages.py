@@ -14,55 +14,53 @@ from abc import ABC, abstractmethod
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curation.config import ExactDedupConfig, NearDedupConfig
 from curation.dedup.keys import KeyCache
 from curation.dedup.lsh import (
     candidate_pairs,
+    candidate_pairs_from_keys,
     estimated_jaccard,
     optimal_bands,
     split_loose_members,
     union_find,
 )
 from curation.dedup.minhash import oph_signatures, signatures
+from curation.dedup.sketch_stage import BANDS, EXACT_A, EXACT_B, NEAR_SKIP, list_matrix, merit
 from curation.stages.base import Stage
 
 log = logging.getLogger(__name__)
 
 
-def _merit(table: pa.Table) -> np.ndarray:
-    """How much a row teaches: assistant tokens if counted, else assistant characters."""
-    if "completion_tokens" in table.column_names:
-        return np.nan_to_num(table["completion_tokens"].to_numpy(zero_copy_only=False).astype(float), nan=0.0)
-    from curation.stages.turns import turns
-
-    t = turns(table).group_by("row").agg(pl.col("content").str.len_chars().sum().alias("n"))
-    out = np.zeros(table.num_rows)
-    out[t["row"].to_numpy()] = t["n"].to_numpy()
-    return out
-
-
-def resolve_clusters(table: pa.Table, cluster: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(dup_cluster, duplicate_of) per row from a cluster label per row."""
-    ids = np.asarray(table["id"].to_pylist(), dtype=object)
-    df = pl.DataFrame(
-        {"row": np.arange(table.num_rows), "cluster": cluster, "merit": _merit(table), "id": ids.tolist()}
-    )
+def resolve_clusters(table: pa.Table, cluster: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """(dup_cluster, duplicate_of) per row from a cluster label per row (columnar, no Python
+    object per row)."""
+    n = table.num_rows
+    ids = pl.Series("id", table["id"].combine_chunks() if n else pa.array([], pa.string())).cast(pl.String)
+    df = pl.DataFrame({"row": np.arange(n), "cluster": cluster, "merit": merit(table)}).with_columns(ids)
     sizes = df.group_by("cluster").len()
     # Identical conversations share an id, so the survivor is a row: ties end on the row order.
-    ranked = df.sort(["cluster", "merit", "id", "row"], descending=[False, True, False, False])
     survivors = (
-        ranked.group_by("cluster", maintain_order=True)
+        df.sort(["cluster", "merit", "id", "row"], descending=[False, True, False, False])
+        .group_by("cluster", maintain_order=True)
         .first()
         .select("cluster", survivor="id", survivor_row="row")
     )
-    joined = df.join(sizes, on="cluster").join(survivors, on="cluster").sort("row")
-    multi = joined["len"].to_numpy() > 1
-    survivor = np.asarray(joined["survivor"].to_list(), dtype=object)
-    removed = multi & (joined["survivor_row"].to_numpy() != np.arange(table.num_rows))
-    dup_cluster = np.where(multi, survivor, None)
-    duplicate_of = np.where(removed, survivor, None)
-    return dup_cluster, duplicate_of
+    multi = pl.col("len") > 1
+    out = (
+        df.join(sizes, on="cluster")
+        .join(survivors, on="cluster")
+        .sort("row")
+        .select(
+            dup_cluster=pl.when(multi).then(pl.col("survivor")),
+            duplicate_of=pl.when(multi & (pl.col("survivor_row") != pl.col("row"))).then(pl.col("survivor")),
+        )
+    )
+    return (
+        out["dup_cluster"].to_arrow().cast(pa.string()),
+        out["duplicate_of"].to_arrow().cast(pa.string()),
+    )
 
 
 class _DedupStage(Stage, ABC):
@@ -77,16 +75,12 @@ class _DedupStage(Stage, ABC):
     def score(self, batch):
         dup_cluster, duplicate_of = resolve_clusters(batch, self.clusters(batch))
         if "dup_cluster" in batch.column_names:  # keep an earlier stage's cluster for rows not clustered here
-            earlier = np.asarray(batch["dup_cluster"].to_pylist(), dtype=object)
-            dup_cluster = np.where(dup_cluster == None, earlier, dup_cluster)  # noqa: E711
-        return {
-            "dup_cluster": pa.array(dup_cluster.tolist(), pa.string()),
-            "duplicate_of": pa.array(duplicate_of.tolist(), pa.string()),
-        }
+            dup_cluster = pc.coalesce(dup_cluster, batch["dup_cluster"].combine_chunks().cast(pa.string()))
+        return {"dup_cluster": dup_cluster, "duplicate_of": duplicate_of}
 
     def decide(self, batch):
-        dup = np.asarray(batch["duplicate_of"].to_pylist(), dtype=object)
-        return np.where(dup != None, self.reason, None)  # noqa: E711
+        dup = batch["duplicate_of"]
+        return pc.if_else(pc.is_valid(dup), pa.scalar(self.reason), pa.scalar(None, pa.string()))
 
 
 class ExactDedupStage(_DedupStage):
@@ -98,6 +92,9 @@ class ExactDedupStage(_DedupStage):
         self.reason = f"exact_duplicate:{self.cfg.key}"
 
     def clusters(self, table):
+        if EXACT_A in table.column_names:  # sketched in the map phase: a 128-bit hash of the key
+            keys = pl.DataFrame({"a": table[EXACT_A].to_numpy(), "b": table[EXACT_B].to_numpy()})
+            return keys.select(pl.struct("a", "b").rank("dense")).to_series().to_numpy().astype(np.int64)
         # Equal normalized keys (compared in full, not by hash) get the same dense rank.
         return self.keys.get(table, self.cfg.key).rank("dense").to_numpy().astype(np.int64)
 
@@ -124,16 +121,31 @@ class NearDedupStage(_DedupStage):
         self.verify_at = c.threshold - margin
         self.cluster_floor = c.cluster_floor if c.cluster_floor is not None else max(0.0, c.threshold - 0.15)
 
+    # Set by an engine for a run whose sketches were computed in the map phase: the signatures
+    # of the run's rows (indexable by ``_pos``, e.g. a memory map) and, optionally, a function
+    # from (n, bands) band keys to candidate pairs (a distributed group-by).
+    signature_store = None
+    pair_finder = None
+
     def clusters(self, table):
+        if BANDS in table.column_names:
+            sig = RowLookup(self.signature_store, table["_pos"].to_numpy())
+            find = self.pair_finder or candidate_pairs_from_keys
+            pairs = find(list_matrix(table[BANDS]))
+            return self.cluster_signatures(sig, table[NEAR_SKIP].to_numpy(zero_copy_only=False), pairs)
         keys = self.keys.get(table, self.cfg.key)
         sketch = oph_signatures if self.cfg.sketch == "oph" else signatures
         sig = sketch(keys, self.cfg.num_perm, self.cfg.ngram, self.cfg.char_ngram, self.cfg.seed)
         return self.cluster_signatures(sig, skip=(keys.str.len_chars() == 0).to_numpy())
 
-    def cluster_signatures(self, sig: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
-        """Cluster labels from signatures: LSH candidates, each verified, union-find, loose
-        members split off. Rows flagged in ``skip`` (empty keys) never join a cluster."""
-        pairs = candidate_pairs(sig, self.bands, self.rows)
+    def cluster_signatures(
+        self, sig, skip: np.ndarray | None = None, pairs: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Cluster labels from signatures: LSH candidates (unless given), each verified,
+        union-find, loose members split off. Rows flagged in ``skip`` (empty keys) never join a
+        cluster."""
+        if pairs is None:
+            pairs = candidate_pairs(sig, self.bands, self.rows)
         # Every candidate pair is verified before it may merge clusters.
         verified = pairs[estimated_jaccard(sig, pairs) >= self.verify_at] if len(pairs) else pairs
         if len(verified) and skip is not None:
@@ -145,4 +157,22 @@ class NearDedupStage(_DedupStage):
             self.bands,
             self.rows,
         )
-        return split_loose_members(sig, union_find(sig.shape[0], verified), self.cluster_floor)
+        return split_loose_members(sig, union_find(len(sig), verified), self.cluster_floor)
+
+
+class RowLookup:
+    """Rows of a signature matrix (often a memory map of the staged run) by position: only the
+    rows a candidate pair or cluster touches are read."""
+
+    def __init__(self, store, positions: np.ndarray):
+        self.store, self.positions = store, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        rows = self.positions[idx]
+        order = np.argsort(rows, kind="stable")  # read the store in ascending order
+        out = np.empty((len(rows), self.store.shape[1]), dtype=self.store.dtype)
+        out[order] = self.store[rows[order]]
+        return out

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 class Stage:
     name: str = "stage"
+    tags_only: bool = False  # a stage that only annotates (never rejects) is left out of summaries
 
     def score(self, batch: pa.Table) -> dict[str, pa.Array | np.ndarray | list]:
         return {}
@@ -59,7 +60,14 @@ class Stage:
     def process(self, batch: pa.Table) -> tuple[pa.Table, pa.Table]:
         """Annotate, decide, and split one batch into (kept, rejected)."""
         batch = self.annotate(batch)
-        reasons = pa.array(list(self.decide(batch)), pa.string())
+        decided = self.decide(batch)
+        if isinstance(decided, pa.ChunkedArray):
+            decided = decided.combine_chunks()
+        reasons = (
+            decided.cast(pa.string())
+            if isinstance(decided, pa.Array)
+            else pa.array(decided.tolist() if isinstance(decided, np.ndarray) else list(decided), pa.string())
+        )
         if len(reasons) != batch.num_rows:
             raise RuntimeError(
                 f"stage {self.name}: decide() returned {len(reasons)} values for {batch.num_rows} rows"

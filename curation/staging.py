@@ -1,0 +1,101 @@
+"""The staging area: map-stage output on disk, compact columns in memory.
+
+Every batch that leaves the map stages is written to its own Parquet file (``kept-*.parquet``;
+rejected rows to ``rejects-<stage>-*.parquet``), its MinHash signatures are appended to one raw
+``uint32`` file read back through a memory map, and only a few compact columns per row (id,
+source, token count, refusal flag, task type, dedup keys and LSH band keys, and ``_pos``, the
+row's position in the staged run) stay in memory for the global stages. Peak memory therefore
+grows with those columns, not with the text. The final shards are assembled by streaming the
+staged files once (``curation.assemble``).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.dedup.sketch_stage import SIGNATURE, list_matrix
+
+log = logging.getLogger(__name__)
+
+COMPACT_COLUMNS = ("id", "source", "completion_tokens", "is_refusal", "task_type")
+POS = "_pos"
+STAGING_COMPRESSION = "lz4"  # fast: staged files are read back once
+
+
+def internal(name: str) -> bool:
+    return name.startswith("_")
+
+
+class Staging:
+    """A sink for the engines: ``add_kept`` / ``add_rejected`` per batch, in input order."""
+
+    def __init__(self, root: Path, stage_names: list[str], num_perm: int | None = None):
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        self.root = root
+        self.stage_names = list(stage_names)
+        self.kept_files: list[tuple[Path, int, int]] = []  # (file, first position, rows)
+        self.reject_files: dict[str, list[Path]] = {name: [] for name in stage_names}
+        self.rows = 0
+        self.compact: list[pa.Table] = []
+        self.num_perm = num_perm
+        self.sig_path = root / "signatures.u32"
+        self._sig = open(self.sig_path, "wb") if num_perm else None  # noqa: SIM115 (closed in finish)
+
+    @property
+    def batches(self) -> int:
+        return len(self.kept_files)
+
+    def add_kept(self, table: pa.Table) -> None:
+        n = table.num_rows
+        if self._sig is not None and SIGNATURE in table.column_names:
+            self._sig.write(np.ascontiguousarray(list_matrix(table[SIGNATURE]), dtype=np.uint32).tobytes())
+        keep = [c for c in table.column_names if (c in COMPACT_COLUMNS or internal(c)) and c != SIGNATURE]
+        compact = table.select(keep).append_column(POS, pa.array(np.arange(self.rows, self.rows + n)))
+        self.compact.append(compact)
+        path = self.root / f"kept-{len(self.kept_files):06d}.parquet"
+        pq.write_table(_public(table), path, compression=STAGING_COMPRESSION)
+        self.kept_files.append((path, self.rows, n))
+        self.rows += n
+
+    def add_rejected(self, stage: str, table: pa.Table) -> None:
+        files = self.reject_files.setdefault(stage, [])
+        path = self.root / f"rejects-{stage}-{len(files):06d}.parquet"
+        pq.write_table(_public(table), path, compression=STAGING_COMPRESSION)
+        files.append(path)
+
+    def result(self) -> Staging:
+        if self._sig is not None:
+            self._sig.close()
+            self._sig = None
+        return self
+
+    def compact_table(self) -> pa.Table:
+        table = pa.concat_tables(self.compact, promote_options="permissive")
+        self.compact = []
+        return table
+
+    def signatures(self) -> np.ndarray:
+        """Every staged row's signature, by position: a read-only memory map."""
+        if not self.num_perm or self.rows == 0:
+            return np.zeros((0, self.num_perm or 1), dtype=np.uint32)
+        return np.memmap(self.sig_path, dtype=np.uint32, mode="r", shape=(self.rows, self.num_perm))
+
+    def kept_schema(self) -> pa.Schema:
+        return pa.unify_schemas(
+            [pq.read_schema(p) for p, _, _ in self.kept_files], promote_options="permissive"
+        )
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _public(table: pa.Table) -> pa.Table:
+    return table.drop_columns([c for c in table.column_names if internal(c)])
