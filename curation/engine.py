@@ -31,6 +31,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from curation.resources import peak_rss_mb
 from curation.stages.base import Stage, StageCounts
 
 log = logging.getLogger(__name__)
@@ -106,11 +107,14 @@ def _worker_run(data: bytes, states: list):
         if state is not None:
             stage.update_state(state)
     kept, steps = run_batch(_WORKER_STAGES, from_ipc(data))
-    return to_ipc(kept), [(name, to_ipc(rows_in), to_ipc(rej), secs) for name, rows_in, rej, secs in steps]
+    steps = [(name, to_ipc(rows_in), to_ipc(rej), secs) for name, rows_in, rej, secs in steps]
+    return to_ipc(kept), steps, peak_rss_mb()
 
 
-def _from_worker(result):
-    kept, steps = result
+def _from_worker(result, engine=None):
+    kept, steps, peak = result
+    if engine is not None:
+        engine.worker_peak_rss_mb = max(engine.worker_peak_rss_mb, peak)
     return from_ipc(kept), [
         (name, from_ipc(rows_in), from_ipc(rej), secs) for name, rows_in, rej, secs in steps
     ]
@@ -164,6 +168,7 @@ class LocalEngine:
         self.workers = max(1, workers)
         counts.workers = self.workers
         self.sink = sink if sink is not None else MemorySink(stages)
+        self.worker_peak_rss_mb = 0.0  # the largest peak RSS any worker process reported
         self.pending: deque[Future | tuple] = deque()  # a worker's future, or a batch run here
         self.bars = [
             tqdm(desc=s.name, unit=" rows", disable=None, leave=False, position=i)
@@ -216,7 +221,7 @@ class LocalEngine:
     def _collect_next(self) -> None:
         """Collect the oldest batch (results stay in submission order)."""
         item = self.pending.popleft()
-        self._collect(_from_worker(item.result()) if isinstance(item, Future) else item)
+        self._collect(_from_worker(item.result(), self) if isinstance(item, Future) else item)
 
     def _collect(self, result) -> None:
         collect_steps(result, self.sink, self.counts, self.bars)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curation.config import MixConfig, SplitConfig
 
@@ -27,11 +28,20 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class MixResult:
-    table: pa.Table  # the mixed rows (repeats included), with a ``mix_copy`` column (0 = first copy)
+    source: pa.Table  # the rows mixed
+    copies: np.ndarray  # per row: how many times it appears (0 = dropped)
     dropped: pa.Table  # rows chosen zero times, with ``reject_stage``/``reject_reason``
     report: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    copies: np.ndarray | None = None  # per input row: how many times it appears (0 = dropped)
+
+    @property
+    def table(self) -> pa.Table:
+        """The mixed rows (repeats adjacent, in input order), with ``mix_copy`` (0 = first copy)."""
+        n = self.source.num_rows
+        order = np.repeat(np.arange(n), self.copies)
+        copy_no = np.arange(len(order)) - np.repeat(np.cumsum(self.copies) - self.copies, self.copies)
+        mixed = self.source.take(pa.array(order, pa.int64()))
+        return mixed.append_column("mix_copy", pa.array(copy_no, pa.int32()))
 
 
 def _group_rng(seed: int, name: str) -> np.random.Generator:
@@ -72,7 +82,20 @@ def _pick(weights: np.ndarray, want: float, by_tokens: bool, rng: np.random.Gene
 def mix(table: pa.Table, cfg: MixConfig, seed: int = 0) -> MixResult:
     n = table.num_rows
     by = cfg.by
-    groups = np.asarray(table[by].to_pylist() if n else [], dtype=object).astype(str)
+    # Group codes (dictionary-encoded, no Python object per row); a null group is named "None".
+    encoded = pc.dictionary_encode(pc.cast(table[by], pa.string()).combine_chunks()) if n else None
+    names_by_code = [str(v) for v in encoded.dictionary.to_pylist()] if n else []
+    codes = encoded.indices.to_numpy(zero_copy_only=False) if n else np.zeros(0, dtype=np.int64)
+    if n and encoded.indices.null_count:
+        names_by_code.append("None")
+        codes = np.where(
+            pc.is_null(encoded.indices).to_numpy(zero_copy_only=False), len(names_by_code) - 1, codes
+        )
+    code_of = {g: i for i, g in enumerate(names_by_code)}
+
+    def rows_of(g: str) -> np.ndarray:
+        return codes == code_of[g] if g in code_of else np.zeros(n, dtype=bool)
+
     by_tokens = cfg.total_tokens is not None
     if by_tokens and "completion_tokens" not in table.column_names:
         raise ValueError("mix.total_tokens needs token counts: enable the length stage")
@@ -81,8 +104,8 @@ def mix(table: pa.Table, cfg: MixConfig, seed: int = 0) -> MixResult:
         if by_tokens
         else np.ones(n)
     )
-    names = sorted(set(groups.tolist()))
-    avail = {g: float(weights[groups == g].sum()) for g in names}
+    names = sorted(set(names_by_code))
+    avail = {g: float(weights[rows_of(g)].sum()) for g in names}
     warnings: list[str] = []
     copies = np.ones(n, dtype=np.int64)
     targets: dict[str, float] = {}
@@ -95,7 +118,7 @@ def mix(table: pa.Table, cfg: MixConfig, seed: int = 0) -> MixResult:
         for g in names:
             if g not in targets:
                 warnings.append(
-                    f"{by} {g!r} has no mix target: its {int((groups == g).sum())} rows are left out"
+                    f"{by} {g!r} has no mix target: its {int(rows_of(g).sum())} rows are left out"
                 )
         present = {g: s for g, s in targets.items() if g in avail and avail[g] > 0}
         if cfg.total_rows is not None:
@@ -122,21 +145,20 @@ def mix(table: pa.Table, cfg: MixConfig, seed: int = 0) -> MixResult:
                 want = np.floor(cap) if not by_tokens else cap
             elif want > avail[g] + 1e-9:
                 log.warning("mix: %s %r upsampled %.2fx", by, g, want / avail[g])
-            idx = np.flatnonzero(groups == g)
+            idx = np.flatnonzero(rows_of(g))
             copies[idx] = _pick(weights[idx], want, by_tokens, _group_rng(seed, g))
     for w in warnings:
         log.warning("%s", w)
 
-    order = np.repeat(np.arange(n), copies)
-    copy_no = np.concatenate([np.arange(c) for c in copies]) if n else np.zeros(0, dtype=np.int64)
-    mixed = table.take(pa.array(order, pa.int64())).append_column("mix_copy", pa.array(copy_no, pa.int32()))
     dropped_idx = np.flatnonzero(copies == 0)
     dropped = table.take(pa.array(dropped_idx, pa.int64()))
-    reasons = [
-        f"mix_downsampled:{g}" if g in targets else f"mix_not_in_targets:{g}" for g in groups[dropped_idx]
-    ]
+    reason_of = pa.array(
+        [f"mix_downsampled:{g}" if g in targets else f"mix_not_in_targets:{g}" for g in names_by_code],
+        pa.string(),
+    )
+    reasons = reason_of.take(pa.array(codes[dropped_idx])) if n else pa.array([], pa.string())
     dropped = dropped.append_column("reject_stage", pa.array(["mix"] * len(dropped_idx), pa.string()))
-    dropped = dropped.append_column("reject_reason", pa.array(reasons, pa.string()))
+    dropped = dropped.append_column("reject_reason", reasons)
 
     realized_total = float((copies * weights).sum())
     report = {
@@ -149,7 +171,7 @@ def mix(table: pa.Table, cfg: MixConfig, seed: int = 0) -> MixResult:
         "unique_rows_out": int((copies > 0).sum()),
     }
     for g in sorted(set(names) | set(targets)):
-        sel = groups == g
+        sel = rows_of(g)
         got = float((copies[sel] * weights[sel]).sum())
         report["groups"][g] = {
             "available": avail.get(g, 0.0),
@@ -160,7 +182,7 @@ def mix(table: pa.Table, cfg: MixConfig, seed: int = 0) -> MixResult:
             "unique_rows": int((copies[sel] > 0).sum()),
             "upsample": got / avail[g] if avail.get(g) else 0.0,
         }
-    return MixResult(mixed, dropped, report, warnings, copies)
+    return MixResult(table, copies, dropped, report, warnings)
 
 
 def split_validation(table: pa.Table, cfg: SplitConfig, seed: int = 0) -> tuple[pa.Table, pa.Table]:
@@ -170,9 +192,9 @@ def split_validation(table: pa.Table, cfg: SplitConfig, seed: int = 0) -> tuple[
     want = cfg.validation_rows if cfg.validation_rows is not None else int(round(cfg.validation * n))
     if n == 0 or want <= 0:
         return table, table.slice(0, 0)
-    ids = pl.Series(table["id"].to_pylist(), dtype=pl.String)
+    ids = pl.Series(table["id"].combine_chunks()).cast(pl.String)
     cluster = (
-        pl.Series(table["dup_cluster"].to_pylist(), dtype=pl.String)
+        pl.Series(table["dup_cluster"].combine_chunks().cast(pa.string())).cast(pl.String)
         if "dup_cluster" in table.column_names
         else pl.Series([None] * n, dtype=pl.String)
     )

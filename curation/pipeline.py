@@ -18,14 +18,14 @@ from curation import __version__
 from curation.assemble import REJECT_COLUMNS, ShardWriter, assemble, build_plan, with_fields
 from curation.config import CurateConfig
 from curation.dedup.decontaminate import DecontaminationStage
-from curation.dedup.sketch_stage import DedupSketchStage
+from curation.dedup.sketch_stage import EXACT_A, EXACT_B, DedupSketchStage
 from curation.dedup.stages import ExactDedupStage, NearDedupStage
 from curation.engine import LocalEngine, default_workers, start_worker_server, workers_for
 from curation.errors import AccountingError, ConfigError
 from curation.io.reader import SourceRead, read_source
 from curation.mixing import mix, split_validation
 from curation.output import STAGING_DIR, prepare_out_dir, write_json_atomic
-from curation.resources import children_peak_rss_mb, peak_rss_mb, reset_peak
+from curation.resources import peak_rss_mb, release_memory, reset_peak
 from curation.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
 from curation.stages import RefusalCapStage, StageCounts, build_map_stages
 from curation.staging import Staging
@@ -189,7 +189,7 @@ def run_curation(
             "name": engine,
             "workers": counts.workers,
             "batch_size": cfg.batch_size,
-            "worker_peak_rss_mb": round(children_peak_rss_mb(), 1),
+            "worker_peak_rss_mb": round(getattr(runner, "worker_peak_rss_mb", 0.0), 1),
         },
         "versions": _versions(),
     }
@@ -209,6 +209,7 @@ def _global_and_write(cfg, out, staging: Staging, counts, reads, quarantine, exa
     table = staging.compact_table()
     if near is not None:
         near.signature_store = staging.signatures()
+        near.band_store = staging.band_keys
     global_stages: list = [s for s in (exact, near) if s is not None]
     if cfg.stages.refusal.enabled and cfg.stages.refusal.max_share is not None:
         global_stages.append(RefusalCapStage(cfg.stages.refusal.max_share, cfg.seed))  # share after dedup
@@ -219,6 +220,9 @@ def _global_and_write(cfg, out, staging: Staging, counts, reads, quarantine, exa
         table, rejected = stage.process(table)
         counts.record(stage.name, table_in, rejected, time.perf_counter() - t_stage)
         rejected_parts.append(rejected)
+        if stage is exact:  # its keys are not needed any more
+            table = table.drop_columns([c for c in (EXACT_A, EXACT_B) if c in table.column_names])
+        release_memory()
         phases.end(stage.name)
     if near is not None:
         near.signature_store = None  # closes the memory map
@@ -235,6 +239,11 @@ def _global_and_write(cfg, out, staging: Staging, counts, reads, quarantine, exa
         pa.array(mixed.copies > 0)
     )
     plan = build_plan(staging.rows, train, validation, rejected_parts)
+    n_train, n_validation = int(mixed.copies.sum()), validation.num_rows
+    n_global_rejects = sum(t.num_rows for t in rejected_parts)
+    mix_report = mixed.report
+    del table, train, validation, rejected_parts, mixed  # only the plan is needed from here on
+    release_memory()
     phases.end("mix")
 
     oc = cfg.output
@@ -248,20 +257,19 @@ def _global_and_write(cfg, out, staging: Staging, counts, reads, quarantine, exa
     )
     global_names = [s.name for s in global_stages] + ["mix"]
     n_map_rejects = sum(pq.read_metadata(f).num_rows for f in reject_files)
-    n_global_rejects = sum(t.num_rows for t in rejected_parts)
     writers = {
         "train": ShardWriter(
             out,
             "train",
-            int(mixed.copies.sum()),
+            n_train,
             oc.shard_max_rows,
             oc.compression,
             with_fields(kept_schema, [pa.field("mix_copy", pa.int32())]),
         ),
     }
-    if validation.num_rows:
+    if n_validation:
         writers["validation"] = ShardWriter(
-            out, "validation", validation.num_rows, oc.shard_max_rows, oc.compression, kept_schema
+            out, "validation", n_validation, oc.shard_max_rows, oc.compression, kept_schema
         )
     writers["rejects"] = ShardWriter(
         out, "rejects", n_map_rejects + n_global_rejects, oc.shard_max_rows, oc.compression, rejects_schema
@@ -288,7 +296,7 @@ def _global_and_write(cfg, out, staging: Staging, counts, reads, quarantine, exa
         "rejected": dict(writers["rejects"].rows_by_source),
         "quarantined": dict(writers["quarantine"].rows_by_source),
     }
-    return written, int(mixed.copies.sum()), validation.num_rows, shards, mixed.report
+    return written, n_train, n_validation, shards, mix_report
 
 
 def _estimate_rows(cfg: CurateConfig, base_dir: Path | None) -> int:

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.dedup.sketch_stage import SIGNATURE, list_matrix
+from curation.dedup.sketch_stage import BANDS, SIGNATURE, list_matrix
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ class Staging:
         self.compact: list[pa.Table] = []
         self.num_perm = num_perm
         self.sig_path = root / "signatures.u32"
-        self._sig = open(self.sig_path, "wb") if num_perm else None  # noqa: SIM115 (closed in finish)
+        self._sig = open(self.sig_path, "wb") if num_perm else None  # noqa: SIM115 (closed in result)
+        self._bands: list = []  # one file per LSH band: a band's keys for every row, contiguous
 
     @property
     def batches(self) -> int:
@@ -57,9 +58,18 @@ class Staging:
         n = table.num_rows
         if self._sig is not None and SIGNATURE in table.column_names:
             self._sig.write(np.ascontiguousarray(list_matrix(table[SIGNATURE]), dtype=np.uint32).tobytes())
-        keep = [c for c in table.column_names if (c in COMPACT_COLUMNS or internal(c)) and c != SIGNATURE]
+        if BANDS in table.column_names:
+            keys = list_matrix(table[BANDS])
+            if not self._bands:
+                self._bands = [open(self.root / f"band-{j:03d}.u64", "wb") for j in range(keys.shape[1])]  # noqa: SIM115
+            for j, f in enumerate(self._bands):
+                f.write(np.ascontiguousarray(keys[:, j], dtype=np.uint64).tobytes())
+        on_disk = (SIGNATURE, BANDS)
+        keep = [c for c in table.column_names if (c in COMPACT_COLUMNS or internal(c)) and c not in on_disk]
         compact = table.select(keep).append_column(POS, pa.array(np.arange(self.rows, self.rows + n)))
-        self.compact.append(compact)
+        # A copy: the batch's columns may be views into one buffer that also holds its texts (a
+        # batch from a worker is a single IPC message); a view would keep all of it alive.
+        self.compact.append(compact.take(pa.array(np.arange(n))))
         path = self.root / f"kept-{len(self.kept_files):06d}.parquet"
         pq.write_table(_public(table), path, compression=STAGING_COMPRESSION)
         self.kept_files.append((path, self.rows, n))
@@ -75,7 +85,16 @@ class Staging:
         if self._sig is not None:
             self._sig.close()
             self._sig = None
+        for f in self._bands:
+            f.close()
         return self
+
+    def band_keys(self, positions: np.ndarray):
+        """Per LSH band, the keys of the rows at ``positions`` (one band in memory at a time)."""
+        for j in range(len(self._bands)):
+            keys = np.fromfile(self.root / f"band-{j:03d}.u64", dtype=np.uint64)
+            yield keys[positions]
+            del keys
 
     def compact_table(self) -> pa.Table:
         table = pa.concat_tables(self.compact, promote_options="permissive")

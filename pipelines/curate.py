@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except CurationError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    stages = [s for s in result.manifest["stages"] if s != "task_type"]  # tags only, removes nothing
+    stages = [s for s in result.manifest["stages"] if s not in ("task_type", "dedup_sketch")]  # tags only
     print(format_summary(result.summary, stages))
     t = result.manifest["totals"]
     print(

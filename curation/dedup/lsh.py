@@ -54,22 +54,27 @@ def candidate_pairs(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return candidate_pairs_from_keys(all_band_keys(sig, bands, rows))
 
 
-def candidate_pairs_from_keys(keys: np.ndarray) -> np.ndarray:
-    """(k, 2) pairs (first member of a bucket, other member) from (n, bands) band keys, sorted."""
-    pairs = []
-    n = keys.shape[0]
-    for band in range(keys.shape[1]):
-        _, first, inverse = np.unique(keys[:, band], return_index=True, return_inverse=True)
+def candidate_pairs_from_keys(keys) -> np.ndarray:
+    """(k, 2) pairs (first member of a bucket, other member), sorted and unique, from band keys:
+    an (n, bands) matrix, or a sequence of per-band key arrays (read one band at a time)."""
+    columns = [keys[:, j] for j in range(keys.shape[1])] if isinstance(keys, np.ndarray) else keys
+    found = []
+    n = None
+    for column in columns:
+        column = np.asarray(column)
+        n = len(column)
+        _, first, inverse = np.unique(column, return_index=True, return_inverse=True)
         leader = first[inverse.ravel()]
-        mask = leader != np.arange(n)
-        if mask.any():
-            pairs.append(np.stack([leader[mask], np.flatnonzero(mask)], axis=1))
-    if not pairs:
+        member = np.flatnonzero(leader != np.arange(n))
+        if len(member):
+            found.append(leader[member].astype(np.int64) * n + member)  # one int64 per pair
+    if not found:
         return np.zeros((0, 2), dtype=np.int64)
-    return np.unique(np.concatenate(pairs), axis=0)
+    code = np.unique(np.concatenate(found))
+    return np.stack([code // n, code % n], axis=1)
 
 
-def estimated_jaccard(sig, pairs: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+def estimated_jaccard(sig, pairs: np.ndarray, chunk: int = 8192) -> np.ndarray:
     """Share of equal signature values per pair; ``sig`` is an array or a row lookup (on disk)."""
     if len(pairs) == 0:
         return np.zeros(0)
@@ -114,7 +119,7 @@ def split_loose_members(sig: np.ndarray, labels: np.ndarray, min_jaccard: float)
     labels = labels.copy()
     members = np.flatnonzero(labels != np.arange(len(labels)))
     if len(members):
-        est = (sig[members] == sig[labels[members]]).mean(axis=1)
+        est = estimated_jaccard(sig, np.stack([members, labels[members]], axis=1))
         loose = members[est < min_jaccard]
         labels[loose] = loose
     return labels

@@ -9,6 +9,7 @@ Only compact columns (key hashes, signatures, lengths, ids) are held for the who
 from __future__ import annotations
 
 import logging
+import mmap
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -34,33 +35,32 @@ log = logging.getLogger(__name__)
 
 
 def resolve_clusters(table: pa.Table, cluster: np.ndarray) -> tuple[pa.Array, pa.Array]:
-    """(dup_cluster, duplicate_of) per row from a cluster label per row (columnar, no Python
-    object per row)."""
+    """(dup_cluster, duplicate_of) per row from a cluster label per row.
+
+    The survivor of a cluster is its member with the most merit, then the smallest id, then the
+    first row (identical conversations share an id). Numpy on integer columns: the ids are
+    only ranked once and gathered at the end, so memory stays a few integers per row.
+    """
     n = table.num_rows
-    ids = pl.Series("id", table["id"].combine_chunks() if n else pa.array([], pa.string())).cast(pl.String)
-    df = pl.DataFrame({"row": np.arange(n), "cluster": cluster, "merit": merit(table)}).with_columns(ids)
-    sizes = df.group_by("cluster").len()
-    # Identical conversations share an id, so the survivor is a row: ties end on the row order.
-    survivors = (
-        df.sort(["cluster", "merit", "id", "row"], descending=[False, True, False, False])
-        .group_by("cluster", maintain_order=True)
-        .first()
-        .select("cluster", survivor="id", survivor_row="row")
-    )
-    multi = pl.col("len") > 1
-    out = (
-        df.join(sizes, on="cluster")
-        .join(survivors, on="cluster")
-        .sort("row")
-        .select(
-            dup_cluster=pl.when(multi).then(pl.col("survivor")),
-            duplicate_of=pl.when(multi & (pl.col("survivor_row") != pl.col("row"))).then(pl.col("survivor")),
-        )
-    )
-    return (
-        out["dup_cluster"].to_arrow().cast(pa.string()),
-        out["duplicate_of"].to_arrow().cast(pa.string()),
-    )
+    ids = table["id"].combine_chunks() if n else pa.array([], pa.string())
+    if n == 0:
+        return pa.nulls(0, pa.string()), pa.nulls(0, pa.string())
+    rows = np.arange(n)
+    id_rank = pc.rank(ids, sort_keys="ascending", tiebreaker="dense").to_numpy()
+    order = np.lexsort((rows, id_rank, -merit(table), cluster))  # the last key sorts first
+    sorted_cluster = cluster[order]
+    starts = np.flatnonzero(np.r_[True, sorted_cluster[1:] != sorted_cluster[:-1]])
+    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+    survivor = np.empty(n, dtype=np.int64)
+    survivor[order] = order[starts][group]
+    size = np.empty(n, dtype=np.int64)
+    size[order] = np.diff(np.r_[starts, n])[group]
+    multi = size > 1
+    survivor_id = ids.take(pa.array(survivor))
+    null = pa.scalar(None, pa.string())
+    dup_cluster = pc.if_else(pa.array(multi), survivor_id, null)
+    duplicate_of = pc.if_else(pa.array(multi & (survivor != rows)), survivor_id, null)
+    return dup_cluster, duplicate_of
 
 
 class _DedupStage(Stage, ABC):
@@ -125,13 +125,15 @@ class NearDedupStage(_DedupStage):
     # of the run's rows (indexable by ``_pos``, e.g. a memory map) and, optionally, a function
     # from (n, bands) band keys to candidate pairs (a distributed group-by).
     signature_store = None
+    band_store = None  # positions -> per-band key arrays (staged on disk)
     pair_finder = None
 
     def clusters(self, table):
-        if BANDS in table.column_names:
-            sig = RowLookup(self.signature_store, table["_pos"].to_numpy())
-            find = self.pair_finder or candidate_pairs_from_keys
-            pairs = find(list_matrix(table[BANDS]))
+        if NEAR_SKIP in table.column_names and self.signature_store is not None:
+            positions = table["_pos"].to_numpy()
+            sig = RowLookup(self.signature_store, positions)
+            bands = list_matrix(table[BANDS]) if BANDS in table.column_names else self.band_store(positions)
+            pairs = (self.pair_finder or candidate_pairs_from_keys)(bands)
             return self.cluster_signatures(sig, table[NEAR_SKIP].to_numpy(zero_copy_only=False), pairs)
         keys = self.keys.get(table, self.cfg.key)
         sketch = oph_signatures if self.cfg.sketch == "oph" else signatures
@@ -170,9 +172,16 @@ class RowLookup:
     def __len__(self) -> int:
         return len(self.positions)
 
+    CHUNK = 4096  # rows read from the store between releases of its mapped pages
+
     def __getitem__(self, idx) -> np.ndarray:
         rows = self.positions[idx]
         order = np.argsort(rows, kind="stable")  # read the store in ascending order
         out = np.empty((len(rows), self.store.shape[1]), dtype=self.store.dtype)
-        out[order] = self.store[rows[order]]
+        mapped = getattr(self.store, "_mmap", None)
+        for i in range(0, len(rows), self.CHUNK):
+            part = order[i : i + self.CHUNK]
+            out[part] = self.store[rows[part]]
+            if mapped is not None:  # a memory map: let the pages read go (they stay in the page cache)
+                mapped.madvise(mmap.MADV_DONTNEED)
         return out
