@@ -37,6 +37,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--workers", type=int, help="processes for the map stages, this one included (default: all cores)"
     )
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local processes (default) or Ray Data (pip install 'ray[data]')",
+    )
+    p.add_argument("--ray-address", help="join this Ray cluster (e.g. HEAD:6379); default: a local Ray")
     p.add_argument("--report-dir", help="where the report goes (default: reports/<run name>)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML/JSON report")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -96,7 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg = build_config(args)
         if args.workers is not None and args.workers < 1:
             raise CurationError("--workers must be at least 1")
-        result = run_curation(cfg, out=args.out, overwrite=args.overwrite, workers=args.workers)
+        result = run_curation(
+            cfg,
+            out=args.out,
+            overwrite=args.overwrite,
+            workers=args.workers,
+            engine=args.engine,
+            ray_address=args.ray_address,
+        )
     except CurationError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
