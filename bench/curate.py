@@ -79,68 +79,128 @@ def timed(fn):
     return result, seconds, mem.peak
 
 
-def bench_corpus(label: str, sources: list[dict], base_dir: Path, workers_all: int) -> dict:
-    cfg_dict = {"run_name": "bench", "sources": sources}
+def ours(cfg_dict: dict, base_dir: Path, workers: int, one_core: bool = False, engine: str = "local") -> dict:
+    cmd = [sys.executable, "-m", "bench.run_ours", json.dumps(cfg_dict), str(base_dir), str(workers)]
+    cmd += ["--one-core"] * one_core + ["--engine", engine]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_corpus(
+    label: str,
+    sources: list[dict],
+    base_dir: Path,
+    workers_all: int,
+    sample_sources: list[dict] | None = None,
+    ray: bool = False,
+) -> dict:
+    """Reference (and the floor, when the whole corpus is measured) on the rows of
+    ``sample_sources`` (default: the corpus itself), then our runs on the whole corpus."""
+    cfg_dict = {"run_name": "bench", "report": False, "sources": sources}
     tok = load_tokenizer(None)
     convs = []
-    for s in sources:
+    for s in sample_sources or sources:
         cfg = config_from_dict({"sources": [s]}, base_dir=base_dir)
         convs += read_source(cfg.sources[0], base_dir).records["messages"].to_pylist()
-    n = len(convs)
-    print(f"\n== {label}: {n:,} conversations ==", flush=True)
-    out = {"corpus": label, "rows": n}
+    n_ref = len(convs)
+    out = {"corpus": label}
 
     ref_mod = load_reference()
     ref_rows = as_reference_rows(convs)
     curator = ref_mod.TutorialCurator(tok)
     _, secs, peak = timed(lambda: curator.filter_and_curate(ref_rows))
-    out["reference"] = {"seconds": secs, "rows_per_s": n / secs, "peak_rss_mb": peak / 2**20}
+    out["reference"] = {
+        "seconds": secs,
+        "rows": n_ref,
+        "rows_per_s": n_ref / secs,
+        "peak_rss_mb": peak / 2**20,
+    }
 
-    def floor():
-        texts = tok.apply_chat_template(convs, tokenize=False)
-        return tok(texts, add_special_tokens=False)["input_ids"]
+    if sample_sources is None:
 
-    _, secs, peak = timed(floor)
-    out["floor"] = {"seconds": secs, "rows_per_s": n / secs, "peak_rss_mb": peak / 2**20}
+        def floor():
+            texts = tok.apply_chat_template(convs, tokenize=False)
+            return tok(texts, add_special_tokens=False)["input_ids"]
+
+        _, secs, peak = timed(floor)
+        out["floor"] = {
+            "seconds": secs,
+            "rows": n_ref,
+            "rows_per_s": n_ref / secs,
+            "peak_rss_mb": peak / 2**20,
+        }
     ref_rows.clear()
     convs.clear()
     gc.collect()
 
-    for workers in sorted({1, workers_all}):
-        proc = subprocess.run(
-            [sys.executable, "-m", "bench.run_ours", json.dumps(cfg_dict), str(base_dir), str(workers)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        d = json.loads(proc.stdout.strip().splitlines()[-1])
-        d["rows_per_s"] = n / d["seconds"]
-        out[f"ours_{workers}w"] = d
+    runs = [("ours_1w", 1, True, "local"), (f"ours_{workers_all}w", workers_all, False, "local")]
+    if ray:
+        runs.append(("ours_ray", workers_all, False, "ray"))
+    for key, workers, one_core, engine in runs:
+        if workers_all == 1 and key != "ours_1w" and engine == "local":
+            continue
+        d = ours(cfg_dict, base_dir, workers, one_core, engine)
+        d["rows_per_s"] = d["input"] / d["seconds"]
+        out[key] = d
+        print(f"  {key}: {d['seconds']:.1f} s", flush=True)
+    out["rows"] = out["ours_1w"]["input"]
+    print(f"\n== {label}: {out['rows']:,} conversations ==", flush=True)
     report(out)
     return out
 
 
 def report(r: dict) -> None:
-    ref, floor = r["reference"], r["floor"]
-    print(f"{'':28s}{'seconds':>9s}{'rows/s':>10s}{'peak RSS MB':>13s}{'vs reference':>14s}{'vs floor':>10s}")
+    ref, floor = r["reference"], r.get("floor")
+    if ref["rows"] != r["rows"]:
+        print(f"(reference measured on the first {ref['rows']:,} of the rows; the floor is not measured)")
+    head = (
+        f"{'':34s}{'seconds':>9s}{'rows/s':>10s}{'peak RSS MB':>13s}{'+workers MB':>12s}{'vs reference':>14s}"
+    )
+    print(head + (f"{'vs floor':>10s}" if floor else ""))
 
     def line(name, d):
-        print(
-            f"{name:28s}{d['seconds']:9.2f}{d['rows_per_s']:10,.0f}{d['peak_rss_mb']:13,.0f}"
-            f"{d['rows_per_s'] / ref['rows_per_s']:13.2f}x{d['rows_per_s'] / floor['rows_per_s']:9.2f}x"
+        text = (
+            f"{name:34s}{d['seconds']:9.2f}{d['rows_per_s']:10,.0f}{d['peak_rss_mb']:13,.0f}"
+            f"{d.get('worker_peak_rss_mb', 0):12,.0f}{d['rows_per_s'] / ref['rows_per_s']:13.2f}x"
         )
+        if floor:
+            text += f"{d['rows_per_s'] / floor['rows_per_s']:9.2f}x"
+        print(text)
 
     line("reference (tutorial)", ref)
-    line("floor (render+tokenize)", floor)
+    if floor:
+        line("floor (render+tokenize)", floor)
     for k, d in r.items():
         if k.startswith("ours_"):
-            line(f"ours, {d['workers_used']} worker(s) [{k[5:]}]", d)
+            what = (
+                "ray engine" if d["engine"] == "ray" else "1 worker, 1 core" if d["one_core"] else "all cores"
+            )
+            line(f"ours, {what} ({d['workers_used']} proc)", d)
             stages = ", ".join(f"{s} {v:.2f}s" for s, v in d["stage_seconds"].items() if s != "total")
             print(f"{'':4s}stages: {stages}")
             print(
                 f"{'':4s}kept {d['kept']:,}, rejected {d['rejected']:,}, quarantined {d['quarantined']:,}; counting: {d['token_counting']}"
             )
+    one = r["ours_1w"]
+    for k, d in r.items():
+        if k.startswith("ours_") and k != "ours_1w":
+            print(
+                f"{d['engine']} with {d['workers_used']} processes / 1 worker on 1 core: {d['rows_per_s'] / one['rows_per_s']:.2f}x"
+            )
+
+
+def sample_of(path: Path, rows: int) -> Path:
+    """The first ``rows`` lines of a JSONL corpus, as a file."""
+    out = path.with_name(f"{path.stem}-first{rows}.jsonl")
+    if not out.exists():
+        with path.open() as src, out.open("w") as dst:
+            for i, line in enumerate(src):
+                if i >= rows:
+                    break
+                dst.write(line)
+    return out
 
 
 def main() -> None:
@@ -148,24 +208,50 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=100_000, help="generated corpus size (0: skip)")
     p.add_argument("--no-real", action="store_true", help="skip the real data in ../shared/data")
     p.add_argument("--workers", type=int, default=default_workers(), help="'all cores' setting")
+    p.add_argument("--reference-rows", type=int, default=100_000, help="the reference runs on this many rows")
+    p.add_argument("--no-ray", action="store_true", help="skip the Ray engine run")
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "curate.json")
     args = p.parse_args()
+    ray = not args.no_ray and importlib.util.find_spec("ray") is not None
     results = []
     if not args.no_real:
         if (SHARED / "data").exists():
-            results.append(bench_corpus("real data (../shared/data)", REAL_SOURCES, SHARED, args.workers))
+            results.append(
+                bench_corpus("real data (../shared/data)", REAL_SOURCES, SHARED, args.workers, ray=ray)
+            )
         else:
             print(f"skipping real data: {SHARED / 'data'} not found")
     if args.rows:
         path = write_corpus(args.rows, ROOT / "bench" / "out" / f"corpus-{args.rows}.jsonl")
-        results.append(
-            bench_corpus(
-                f"generated corpus ({args.rows:,} rows)",
-                [{"name": "generated", "path": str(path)}],
-                ROOT,
-                args.workers,
-            )
+        sample = None
+        if args.rows > args.reference_rows:
+            sample = [{"name": "generated", "path": str(sample_of(path, args.reference_rows))}]
+        big = bench_corpus(
+            f"generated corpus ({args.rows:,} rows)",
+            [{"name": "generated", "path": str(path)}],
+            ROOT,
+            args.workers,
+            sample_sources=sample,
+            ray=ray,
         )
+        results.append(big)
+        if args.rows > 100_000:  # memory growth: the same all-cores run on 100,000 rows
+            small_path = write_corpus(100_000, ROOT / "bench" / "out" / "corpus-100000.jsonl")
+            cfg = {
+                "run_name": "bench",
+                "report": False,
+                "sources": [{"name": "generated", "path": str(small_path)}],
+            }
+            small = ours(cfg, ROOT, args.workers)
+            key = f"ours_{args.workers}w"
+            b = big[key]
+            print(
+                f"\npeak RSS, all cores: {b['peak_rss_mb']:,.0f} MB at {args.rows:,} rows vs "
+                f"{small['peak_rss_mb']:,.0f} MB at 100,000 rows: {b['peak_rss_mb'] / small['peak_rss_mb']:.2f}x "
+                f"(main process); with workers {b['total_peak_rss_mb']:,.0f} vs {small['total_peak_rss_mb']:,.0f} MB: "
+                f"{b['total_peak_rss_mb'] / small['total_peak_rss_mb']:.2f}x"
+            )
+            big["memory_vs_100k"] = {"at_100k": small}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {args.json}")

@@ -16,20 +16,34 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def children_rss_bytes() -> int:
-    """Resident memory of live child processes (worker processes)."""
-    total = 0
+def _children(pid: int) -> list[int]:
+    out = []
     try:
-        for task in os.listdir(f"/proc/{os.getpid()}/task"):
-            with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
-                for pid in f.read().split():
-                    try:
-                        with open(f"/proc/{pid}/statm") as g:
-                            total += int(g.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-                    except OSError:
-                        pass
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(c) for c in f.read().split()]
     except OSError:
         pass
+    return out
+
+
+def children_rss_bytes() -> int:
+    """Resident memory of every live descendant process (worker processes, a fork server's
+    workers, a local Ray's processes)."""
+    total = 0
+    todo = _children(os.getpid())
+    seen = set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/statm") as g:
+                total += int(g.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            continue
+        todo += _children(pid)
     return total
 
 

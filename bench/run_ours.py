@@ -1,11 +1,16 @@
 """One curate run in its own process, for a clean peak-RSS figure: prints a JSON line.
 
-python -m bench.run_ours CONFIG_JSON BASE_DIR WORKERS
+python -m bench.run_ours CONFIG_JSON BASE_DIR WORKERS [--one-core] [--engine ray]
+
+``--one-core`` pins the process (and so its tokenizer and polars threads) to one core: the
+"one worker" of issue 7. ``--engine ray`` starts a local Ray with WORKERS CPUs.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -16,10 +21,18 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    cfg_json, base_dir, workers = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    p = argparse.ArgumentParser()
+    p.add_argument("config_json")
+    p.add_argument("base_dir", type=Path)
+    p.add_argument("workers", type=int)
+    p.add_argument("--one-core", action="store_true")
+    p.add_argument("--engine", default="local")
+    args = p.parse_args()
+    if args.one_core:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     t_start = time.perf_counter()
     # Imports are not timed (the reference runs with its modules and tokenizer already loaded);
-    # loading the tokenizer and building every stage is.
+    # loading the tokenizer and building every stage is, and so is starting a local Ray.
     from transformers import PreTrainedTokenizerFast  # noqa: F401
 
     from bench.memory import PeakMemory
@@ -27,10 +40,16 @@ def main() -> None:
     from curation.pipeline import run_curation
 
     t0 = time.perf_counter()
-    cfg = config_from_dict(json.loads(cfg_json), base_dir=base_dir)
+    cfg = config_from_dict(json.loads(args.config_json), base_dir=args.base_dir)
     # Sampled from /proc: ru_maxrss would report the parent's high-water mark (kept across exec).
-    with tempfile.TemporaryDirectory() as tmp, PeakMemory() as mem:
-        m = run_curation(cfg, out=Path(tmp) / "out", workers=workers).manifest
+    with tempfile.TemporaryDirectory(dir=ROOT / "bench" / "out") as tmp, PeakMemory() as mem:
+        if args.engine == "ray":
+            import ray
+
+            ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+        m = run_curation(cfg, out=Path(tmp) / "out", workers=args.workers, engine=args.engine).manifest
+        if args.engine == "ray":
+            ray.shutdown()
     seconds = time.perf_counter() - t0
     print(
         json.dumps(
@@ -39,8 +58,12 @@ def main() -> None:
                 "import_seconds": t0 - t_start,
                 "peak_rss_mb": mem.peak_self / 2**20,
                 "worker_peak_rss_mb": mem.peak_children / 2**20,
+                "total_peak_rss_mb": mem.peak / 2**20,
                 "workers_used": m["engine"]["workers"],
+                "engine": m["engine"]["name"],
+                "one_core": args.one_core,
                 "stage_seconds": m["timings_s"],
+                "phases": m["phases"],
                 "kept": m["totals"]["kept"],
                 "rejected": m["totals"]["rejected"],
                 "quarantined": m["totals"]["quarantined"],

@@ -129,7 +129,7 @@ class RayEngine:
                 fn_constructor_args=(self.payload,),
                 batch_size=1,
                 batch_format="pyarrow",
-                concurrency=(1, self.cpus),
+                concurrency=self.cpus,
                 num_cpus=1,
             )
             for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
