@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation.errors import AccountingError
+from curation.faults import crash_point
 from curation.io.files import sha256_file
 from curation.staging import POS, Staging
 
@@ -87,6 +88,7 @@ class ShardWriter:
             }
         )
         self._writer = self._tmp = None
+        crash_point(f"shard:{len(self.shards)}")
 
     def write(self, table: pa.Table, count_rows: pa.Table | None = None) -> None:
         """Append rows; ``count_rows`` (default: the table) is what the per-source counts see."""

@@ -236,6 +236,7 @@ class CurateConfig(_Strict):
     seed: int = 0
     strict: bool = False
     batch_size: int = Field(2048, ge=1)
+    max_row_bytes: int = Field(16 * 2**20, ge=1024)  # a larger input row is quarantined, not loaded
     workers: int | None = Field(None, ge=1)  # map-stage processes, the caller included; default: all cores
     sources: list[SourceConfig] = []
     stages: StagesConfig = StagesConfig()

@@ -22,10 +22,11 @@ from curation.io.files import sha256_file
 
 MARKER = ".sft-curation-run"
 OUTPUT_PREFIXES = ("train-", "validation-", "rejects-", "quarantine-", ".tmp-")
+MANIFEST_VERSION = 1
 STAGING_DIR = ".staging"  # map-stage output of a run in progress (removed at its end)
 
 
-def prepare_out_dir(out: Path, overwrite: bool = False) -> None:
+def prepare_out_dir(out: Path, overwrite: bool = False, keep_staging: bool = False) -> None:
     """Create the output folder, or clear a previous run of this tool in it.
 
     A non-empty folder that this tool did not create is never touched without ``overwrite``.
@@ -39,7 +40,8 @@ def prepare_out_dir(out: Path, overwrite: bool = False) -> None:
         for p in out.iterdir():
             if p.is_file() and (p.name.startswith(OUTPUT_PREFIXES) or p.name in ("manifest.json", MARKER)):
                 p.unlink()
-        shutil.rmtree(out / STAGING_DIR, ignore_errors=True)
+        if not keep_staging:
+            shutil.rmtree(out / STAGING_DIR, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("created by sft-curation\n")
 

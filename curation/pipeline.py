@@ -14,25 +14,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation import __version__
+from curation import __version__, checkpoint
 from curation.assemble import REJECT_COLUMNS, ShardWriter, assemble, build_plan, with_fields
+from curation.checkpoint import config_fingerprint, input_fingerprint
 from curation.config import CurateConfig
 from curation.dedup.decontaminate import DecontaminationStage
 from curation.dedup.sketch_stage import EXACT_A, EXACT_B, DedupSketchStage
 from curation.dedup.stages import ExactDedupStage, NearDedupStage
 from curation.engine import LocalEngine, default_workers, start_worker_server, workers_for
 from curation.errors import AccountingError, ConfigError
+from curation.faults import crash_point
+from curation.io.files import expand_paths, sha256_file
 from curation.io.reader import SourceRead, read_source
 from curation.mixing import mix, split_validation
-from curation.output import STAGING_DIR, prepare_out_dir, write_json_atomic
+from curation.output import MANIFEST_VERSION, STAGING_DIR, prepare_out_dir, write_json_atomic
 from curation.resources import peak_rss_mb, release_memory, reset_peak
 from curation.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
 from curation.stages import RefusalCapStage, StageCounts, build_map_stages
 from curation.staging import Staging
+from curation.verify import verify_run
 
 log = logging.getLogger(__name__)
-
-MANIFEST_VERSION = 1
 
 
 class RunResult:
@@ -94,17 +96,33 @@ def run_curation(
     workers: int | None = None,
     engine: str = "local",
     ray_address: str | None = None,
+    resume: bool = False,
 ) -> RunResult:
+    """Curate ``cfg``'s sources into ``out``. With ``resume``, a finished run with the same config
+    and inputs is returned as it is, and an interrupted one goes on from its checkpoint."""
     if not cfg.sources:
         raise ConfigError("no sources configured: add 'sources:' to the config or pass --source NAME=PATH")
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"engine {engine!r}: expected 'local' or 'ray'")
     out = Path(out or cfg.out or default_out(cfg))
     base_dir = Path(cfg.base_dir) if cfg.base_dir else None
     t_start = time.perf_counter()
     phases = _Phases()
-    prepare_out_dir(out, overwrite=overwrite)  # a previous run's output goes first: nothing stale stays
+    fingerprint = {"config_sha256": config_fingerprint(cfg), "inputs_sha256": None}
+    restored = None
+    if resume:
+        fingerprint["inputs_sha256"] = input_fingerprint(cfg, base_dir)
+        done = _finished_run(out, fingerprint)
+        if done is not None:
+            return done
+        if fingerprint["inputs_sha256"] is not None:
+            restored = checkpoint.load(out / STAGING_DIR, fingerprint)
+    # A previous run's output goes first (nothing stale stays); a usable checkpoint stays.
+    prepare_out_dir(out, overwrite=overwrite, keep_staging=restored is not None)
 
     counts = StageCounts()
-    if engine == "local":
+    n_workers = 1
+    if engine == "local" and restored is None:
         max_workers = workers or cfg.workers or default_workers()
         n_workers = workers_for(_estimate_rows(cfg, base_dir), max_workers)
         if n_workers > 1:
@@ -119,6 +137,18 @@ def run_curation(
         stages.append(
             DedupSketchStage(exact and exact.cfg, near, near and near.cfg)
         )  # sketched per batch, on every core
+    if restored is not None:
+        staging, counts, reads, quarantine = restored
+        phases.end("read+map")
+        try:
+            result = _global_and_write(cfg, out, staging, counts, reads, quarantine, exact, near, phases)
+        except BaseException:
+            staging.close_files()
+            raise
+        return _finish(
+            cfg, out, t_start, phases, counts, reads, result, stages, engine, None, fingerprint, staging
+        )
+
     staging = Staging(out / STAGING_DIR, [s.name for s in stages], near.cfg.num_perm if near else None)
     if engine == "ray":
         from curation.ray_engine import RayEngine
@@ -126,10 +156,8 @@ def run_curation(
         runner = RayEngine(stages, counts, staging, address=ray_address, batch_size=cfg.batch_size)
         if near is not None:
             near.pair_finder = runner.candidate_pairs
-    elif engine == "local":
-        runner = LocalEngine(stages, counts, n_workers, sink=staging)
     else:
-        raise ConfigError(f"engine {engine!r}: expected 'local' or 'ray'")
+        runner = LocalEngine(stages, counts, n_workers, sink=staging)
 
     # Sources are read in chunks that go to the engine at once: reading overlaps the stages.
     def on_records(chunk: pa.Table) -> None:
@@ -139,7 +167,14 @@ def run_curation(
 
     try:
         reads: list[SourceRead] = [
-            read_source(s, base_dir, strict=cfg.strict, on_records=on_records, chunk_rows=cfg.batch_size)
+            read_source(
+                s,
+                base_dir,
+                strict=cfg.strict,
+                on_records=on_records,
+                chunk_rows=cfg.batch_size,
+                max_row_bytes=cfg.max_row_bytes,
+            )
             for s in cfg.sources
         ]
         empty = RECORD_SCHEMA.empty_table()
@@ -148,15 +183,54 @@ def run_curation(
         quarantine = (
             pa.concat_tables([r.quarantine for r in reads]) if reads else QUARANTINE_SCHEMA.empty_table()
         )
+        if fingerprint["inputs_sha256"] is None:
+            fingerprint["inputs_sha256"] = _inputs_of(reads, cfg, base_dir)
+        checkpoint.save(staging, counts, reads, quarantine, fingerprint)
+        crash_point("checkpoint")
         result = _global_and_write(cfg, out, staging, counts, reads, quarantine, exact, near, phases)
     except BaseException:
         runner.close()
-        staging.remove()
+        staging.close_files()
+        if not (staging.root / checkpoint.CHECKPOINT).exists():
+            staging.remove()  # nothing worth resuming from
         raise
     finally:
         if engine == "ray":
             runner.shutdown()
-    staging.remove()
+    peak = getattr(runner, "worker_peak_rss_mb", 0.0)
+    return _finish(
+        cfg, out, t_start, phases, counts, reads, result, stages, engine, peak, fingerprint, staging
+    )
+
+
+def _inputs_of(reads: list[SourceRead], cfg: CurateConfig, base_dir: Path | None) -> dict | None:
+    """The input hashes the reader computed (as ``input_fingerprint`` would, without reading the
+    files twice), plus the evaluation sets'."""
+    if any("sha256" not in e for r in reads for e in r.inputs):
+        return None  # a hub source: nothing to compare on a resume
+    out = {r.name: [e["sha256"] for e in r.inputs] for r in reads}
+    for s in cfg.stages.decontamination.eval_sets:
+        if s.hub is not None:
+            return None
+        out[s.name] = [sha256_file(p) for p in expand_paths(s.path, base_dir)]
+    return out
+
+
+def _finished_run(out: Path, fingerprint: dict) -> RunResult | None:
+    """The run already in ``out`` when it finished with this config and these inputs and still
+    verifies; else None."""
+    manifest, problems = verify_run(out)
+    if manifest is None or problems:
+        return None
+    if manifest.get("fingerprint") != fingerprint or fingerprint["inputs_sha256"] is None:
+        return None
+    log.info("resume: %s is a finished run of this config and these inputs: nothing to do", out)
+    return RunResult(out, manifest, list(manifest["counts"].values()))
+
+
+def _finish(
+    cfg, out, t_start, phases, counts, reads, result, stages, engine, worker_peak, fingerprint, staging
+):
     kept_n, train_rows, validation_rows, shards, mixed_report = result
     summary = _summary(reads, counts, kept_n["kept"], kept_n["rejected"], kept_n["quarantined"])
     _check_accounting(summary)
@@ -189,11 +263,15 @@ def run_curation(
             "name": engine,
             "workers": counts.workers,
             "batch_size": cfg.batch_size,
-            "worker_peak_rss_mb": round(getattr(runner, "worker_peak_rss_mb", 0.0), 1),
+            "worker_peak_rss_mb": None if worker_peak is None else round(worker_peak, 1),
+            "resumed": worker_peak is None,
         },
+        "fingerprint": fingerprint,
         "versions": _versions(),
     }
+    crash_point("manifest")
     write_json_atomic(out / "manifest.json", manifest)  # last: its presence marks a complete run
+    staging.remove()  # after the manifest: until it exists, a resume can start from the checkpoint
     log.info(
         "wrote %d kept, %d rejected, %d quarantined rows to %s",
         totals["kept"],
@@ -224,6 +302,7 @@ def _global_and_write(cfg, out, staging: Staging, counts, reads, quarantine, exa
             table = table.drop_columns([c for c in (EXACT_A, EXACT_B) if c in table.column_names])
         release_memory()
         phases.end(stage.name)
+        crash_point(stage.name)
     if near is not None:
         near.signature_store = None  # closes the memory map
     if "duplicate_of" in table.column_names:  # only meaningful on removed rows

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.dedup.sketch_stage import BANDS, SIGNATURE, list_matrix
+from curation.faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Staging:
         self.sig_path = root / "signatures.u32"
         self._sig = open(self.sig_path, "wb") if num_perm else None  # noqa: SIM115 (closed in result)
         self._bands: list = []  # one file per LSH band: a band's keys for every row, contiguous
+        self.n_bands = 0
 
     @property
     def batches(self) -> int:
@@ -62,6 +64,7 @@ class Staging:
             keys = list_matrix(table[BANDS])
             if not self._bands:
                 self._bands = [open(self.root / f"band-{j:03d}.u64", "wb") for j in range(keys.shape[1])]  # noqa: SIM115
+                self.n_bands = keys.shape[1]
             for j, f in enumerate(self._bands):
                 f.write(np.ascontiguousarray(keys[:, j], dtype=np.uint64).tobytes())
         on_disk = (SIGNATURE, BANDS)
@@ -74,6 +77,7 @@ class Staging:
         pq.write_table(_public(table), path, compression=STAGING_COMPRESSION)
         self.kept_files.append((path, self.rows, n))
         self.rows += n
+        crash_point(f"map:{len(self.kept_files)}")
 
     def add_rejected(self, stage: str, table: pa.Table) -> None:
         files = self.reject_files.setdefault(stage, [])
@@ -82,16 +86,12 @@ class Staging:
         files.append(path)
 
     def result(self) -> Staging:
-        if self._sig is not None:
-            self._sig.close()
-            self._sig = None
-        for f in self._bands:
-            f.close()
+        self.close_files()
         return self
 
     def band_keys(self, positions: np.ndarray):
         """Per LSH band, the keys of the rows at ``positions`` (one band in memory at a time)."""
-        for j in range(len(self._bands)):
+        for j in range(self.n_bands):
             keys = np.fromfile(self.root / f"band-{j:03d}.u64", dtype=np.uint64)
             yield keys[positions]
             del keys
@@ -107,10 +107,48 @@ class Staging:
             return np.zeros((0, self.num_perm or 1), dtype=np.uint32)
         return np.memmap(self.sig_path, dtype=np.uint32, mode="r", shape=(self.rows, self.num_perm))
 
+    def state(self) -> dict:
+        """What ``restore`` needs (file names relative to the staging folder)."""
+        return {
+            "stage_names": self.stage_names,
+            "kept_files": [[p.name, pos, n] for p, pos, n in self.kept_files],
+            "reject_files": {k: [p.name for p in v] for k, v in self.reject_files.items()},
+            "rows": self.rows,
+            "num_perm": self.num_perm,
+            "n_bands": self.n_bands,
+        }
+
+    @classmethod
+    def restore(cls, root: Path, state: dict) -> Staging:
+        """The staging area of an interrupted run (its files must all be there)."""
+        self = cls.__new__(cls)
+        self.root = root
+        self.stage_names = state["stage_names"]
+        self.kept_files = [(root / name, pos, n) for name, pos, n in state["kept_files"]]
+        self.reject_files = {k: [root / name for name in v] for k, v in state["reject_files"].items()}
+        self.rows, self.num_perm, self.n_bands = state["rows"], state["num_perm"], state["n_bands"]
+        self.sig_path = root / "signatures.u32"
+        self._sig, self._bands, self.compact = None, [], []
+        needed = [p for p, _, _ in self.kept_files] + [p for v in self.reject_files.values() for p in v]
+        needed += [root / f"band-{j:03d}.u64" for j in range(self.n_bands)]
+        if self.num_perm:
+            needed.append(self.sig_path)
+        missing = [p.name for p in needed if not p.is_file()]
+        if missing:
+            raise ValueError(f"staged files missing: {missing[:3]}")
+        return self
+
     def kept_schema(self) -> pa.Schema:
         return pa.unify_schemas(
             [pq.read_schema(p) for p, _, _ in self.kept_files], promote_options="permissive"
         )
+
+    def close_files(self) -> None:
+        if self._sig is not None:
+            self._sig.close()
+            self._sig = None
+        for f in self._bands:
+            f.close()
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

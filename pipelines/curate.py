@@ -35,6 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--overwrite", action="store_true", help="allow writing into a non-empty folder not made by this tool"
     )
     p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from an interrupted run in the same folder when config and inputs are unchanged",
+    )
+    p.add_argument(
         "--workers", type=int, help="processes for the map stages, this one included (default: all cores)"
     )
     p.add_argument(
@@ -110,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             engine=args.engine,
             ray_address=args.ray_address,
+            resume=args.resume,
         )
     except CurationError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -113,12 +113,15 @@ def test_truncated_gzip_keeps_rows_before_the_cut(tmp_path):
     assert r.units == r.records.num_rows + r.quarantine.num_rows
 
 
-def test_cut_json_array_is_one_quarantined_entry(tmp_path):
+def test_cut_json_array_keeps_its_complete_elements(tmp_path):
     path = tmp_path / "d.json"
-    path.write_text(json.dumps([ALPACA] * 3)[:-20])
+    path.write_text(json.dumps([dict(ALPACA, output=f"{i}.") for i in range(3)])[:-20])
     r = read(path)
-    assert r.records.num_rows == 0 and r.quarantine.num_rows == 1
-    assert r.quarantine["reason"][0].as_py().startswith("invalid JSON")
+    # The first two elements are complete; the third is cut: one quarantined row, numbered 3.
+    assert r.records.num_rows == 2 and r.quarantine.num_rows == 1
+    assert r.quarantine["row"][0].as_py() == 3
+    assert r.quarantine["reason"][0].as_py().startswith("invalid JSON from here on")
+    assert r.units == 3
 
 
 def test_csv_with_embedded_newlines_and_quotes(tmp_path):

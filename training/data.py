@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.errors import CurationError
-from curation.io.files import sha256_file
-from curation.pipeline import MANIFEST_VERSION
+from curation.verify import verify_run as check_run
 
 log = logging.getLogger(__name__)
 
@@ -27,35 +25,11 @@ class RunData:
 
 
 def verify_run(run_dir: Path) -> dict:
-    """The run's manifest, after checking every shard's sha256 and row count against it."""
-    if not run_dir.is_dir():
-        raise CurationError(f"{run_dir}: no such run folder")
-    path = run_dir / "manifest.json"
-    if not path.is_file():
-        raise CurationError(
-            f"{run_dir}: no manifest.json: the curation run is incomplete or not a run folder"
-        )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise CurationError(f"{path}: not valid JSON ({e})") from None
-    version = manifest.get("manifest_version")
-    if version != MANIFEST_VERSION:
-        raise CurationError(
-            f"{path}: manifest version {version!r}, this trainer reads version {MANIFEST_VERSION}"
-        )
-    for shard in manifest.get("shards", []):
-        f = run_dir / shard["file"]
-        if not f.is_file():
-            raise CurationError(f"{run_dir}: shard {shard['file']} listed in the manifest is missing")
-        if sha256_file(f) != shard["sha256"]:
-            raise CurationError(
-                f"{run_dir}: shard {shard['file']} was altered (sha256 differs from the manifest)"
-            )
-        if pq.read_metadata(f).num_rows != shard["rows"]:
-            raise CurationError(
-                f"{run_dir}: shard {shard['file']} has a different row count than the manifest"
-            )
+    """The run's manifest, after ``curation.verify`` re-checked every shard's sha256 and row count
+    and the accounting identity (as ``python -m pipelines.verify`` does)."""
+    manifest, problems = check_run(run_dir)
+    if problems:
+        raise CurationError(f"{run_dir}: the curated run fails verification: " + "; ".join(problems))
     return manifest
 
 

@@ -12,6 +12,7 @@ import csv
 import glob
 import gzip
 import io
+import json
 import os
 import zlib
 from collections.abc import Iterator
@@ -113,16 +114,53 @@ def _preview(text: str) -> str:
     return text if len(text) <= RAW_PREVIEW_CHARS else text[:RAW_PREVIEW_CHARS] + "…[cut]"
 
 
-def iter_jsonl(path: Path) -> Iterator[RawRow]:
+DEFAULT_MAX_ROW_BYTES = 16 * 2**20  # a row over this is quarantined, never parsed or staged
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"row is {size:,} bytes, over the limit of {limit:,} (max_row_bytes)"
+
+
+def _lines(f, limit: int) -> Iterator[tuple[bytes, int]]:
+    """(line, size) of a binary stream, split at LF, CRLF and lone CR. A line longer than
+    ``limit`` is not held whole: its first ``limit`` bytes come with its full size."""
+    while True:
+        line = f.readline(limit + 1)
+        if not line:
+            return
+        size = len(line)
+        if size > limit and not line.endswith(b"\n"):  # skip the rest of an oversized line
+            while True:
+                more = f.readline(1 << 20)
+                size += len(more)
+                if not more or more.endswith(b"\n"):
+                    break
+            yield line, size
+            continue
+        body = line.rstrip(b"\r\n")
+        if b"\r" in body:  # lone CR line breaks (classic Mac files): JSON text never holds a raw CR
+            for piece in body.split(b"\r"):
+                yield piece, len(piece)
+        else:
+            yield body, size
+
+
+def iter_jsonl(path: Path, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> Iterator[RawRow]:
     name = str(path)
+    lineno = 0
     with open_binary(path) as f:
         try:
-            for lineno, line in enumerate(f, start=1):
+            for line, size in _lines(f, max_row_bytes):
+                lineno += 1
                 if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
                     line = line[3:]
+                if size > max_row_bytes:
+                    yield RawRow(
+                        name, lineno, None, _preview(_decode(line[:4096])[0]), _too_large(size, max_row_bytes)
+                    )
+                    continue
                 if not line.strip():
                     continue
-                line = line.rstrip(b"\r\n")
                 try:
                     value = orjson.loads(line)  # orjson also rejects invalid UTF-8
                 except orjson.JSONDecodeError as e:
@@ -143,7 +181,36 @@ def iter_jsonl(path: Path) -> Iterator[RawRow]:
             )
 
 
-def iter_json(path: Path) -> Iterator[RawRow]:
+def _salvage_array(text: str, name: str) -> Iterator[RawRow]:
+    """The complete elements of a JSON array that is cut off or broken, then one bad row for
+    the rest, numbered as the element where parsing stopped."""
+    decoder = json.JSONDecoder()
+    pos = text.index("[") + 1
+    i = 0
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= len(text) or text[pos] == "]":
+            if pos >= len(text):
+                yield RawRow(name, i + 1, None, "", "JSON array is cut off after the elements above")
+            return
+        i += 1
+        try:
+            item, end = decoder.raw_decode(text, pos)
+        except (json.JSONDecodeError, RecursionError) as e:
+            msg = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            yield RawRow(name, i, None, _preview(text[pos : pos + 4096]), f"invalid JSON from here on: {msg}")
+            return
+        if isinstance(item, dict):
+            yield RawRow(name, i, item, "")
+        else:
+            yield RawRow(
+                name, i, None, _preview(text[pos:end]), f"expected a JSON object, got {type(item).__name__}"
+            )
+        pos = end
+
+
+def iter_json(path: Path, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> Iterator[RawRow]:
     name = str(path)
     try:
         with open_binary(path) as f:
@@ -162,7 +229,10 @@ def iter_json(path: Path) -> Iterator[RawRow]:
     except orjson.JSONDecodeError as e:
         # Maybe it is JSON Lines with a .json name.
         if text.lstrip().startswith("{") and "\n" in text.strip():
-            yield from iter_jsonl(path)
+            yield from iter_jsonl(path, max_row_bytes)
+            return
+        if text.lstrip().startswith("["):  # keep the complete elements of a cut or broken array
+            yield from _salvage_array(text, name)
             return
         yield RawRow(name, 0, None, _preview(text), f"invalid JSON: {e}")
         return
@@ -180,15 +250,22 @@ def iter_json(path: Path) -> Iterator[RawRow]:
             name, 0, None, _preview(text), f"expected a JSON array of objects, got {type(value).__name__}"
         )
         return
+    check_size = len(data) > max_row_bytes  # a smaller file cannot hold an oversized row
     for i, item in enumerate(value, start=1):
         if isinstance(item, dict):
+            size = len(orjson.dumps(item, default=str)) if check_size else 0
+            if size > max_row_bytes:
+                yield RawRow(name, i, None, "", _too_large(size, max_row_bytes))
+                continue
             yield RawRow(name, i, item, "")
         else:
             raw = orjson.dumps(item).decode()
             yield RawRow(name, i, None, _preview(raw), f"expected a JSON object, got {type(item).__name__}")
 
 
-def iter_parquet(path: Path, batch_size: int = 8192) -> Iterator[RawRow]:
+def iter_parquet(
+    path: Path, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES, batch_size: int = 8192
+) -> Iterator[RawRow]:
     name = str(path)
     try:
         with open_binary(path) as f:
@@ -200,16 +277,43 @@ def iter_parquet(path: Path, batch_size: int = 8192) -> Iterator[RawRow]:
         return
     n = 0
     try:
+        check_size = path.stat().st_size > max_row_bytes // 8  # compressed: a small file may inflate
         for batch in pf.iter_batches(batch_size=batch_size):
-            for item in batch.to_pylist():
+            sizes = _row_bytes(batch) if check_size else None
+            for j, item in enumerate(batch.to_pylist()):
                 n += 1
+                if sizes is not None and sizes[j] > max_row_bytes:
+                    yield RawRow(name, n, None, "", _too_large(int(sizes[j]), max_row_bytes))
+                    continue
                 yield RawRow(name, n, item, "")
     except Exception as e:
         yield RawRow(name, n + 1, None, "", f"Parquet read failed after row {n}: {e}")
 
 
-def iter_csv(path: Path) -> Iterator[RawRow]:
+def _row_bytes(batch) -> list[int]:
+    """Bytes of each row's string and binary values (nested values counted through JSON)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    total = [0] * batch.num_rows
+    for column in batch.columns:
+        if (
+            pa.types.is_string(column.type)
+            or pa.types.is_binary(column.type)
+            or pa.types.is_large_string(column.type)
+        ):
+            lengths = pc.fill_null(pc.binary_length(column), 0).to_pylist()
+        elif pa.types.is_nested(column.type):
+            lengths = [len(orjson.dumps(v, default=str)) for v in column.to_pylist()]
+        else:
+            continue
+        total = [a + b for a, b in zip(total, lengths, strict=True)]
+    return total
+
+
+def iter_csv(path: Path, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> Iterator[RawRow]:
     name = str(path)
+    csv.field_size_limit(max(max_row_bytes, 131072))  # a longer field stops the file with a clear error
     delimiter = "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
     try:
         f = io.TextIOWrapper(open_binary(path), encoding="utf-8-sig", errors="surrogateescape", newline="")
@@ -222,6 +326,9 @@ def iter_csv(path: Path) -> Iterator[RawRow]:
                 if not record:
                     continue
                 raw = delimiter.join(record)
+                if len(raw) > max_row_bytes:
+                    yield RawRow(name, i, None, _preview(raw[:4096]), _too_large(len(raw), max_row_bytes))
+                    continue
                 if any("\udc80" <= ch <= "\udcff" for ch in raw):
                     yield RawRow(name, i, None, _preview(raw), "invalid UTF-8")
                     continue
@@ -232,18 +339,23 @@ def iter_csv(path: Path) -> Iterator[RawRow]:
                     continue
                 yield RawRow(name, i, dict(zip(header, record, strict=True)), raw)
     except (OSError, EOFError, zlib.error, csv.Error) as e:
-        yield RawRow(name, 0, None, "", f"CSV read failed: {e}")
+        where = f"after record {reader.line_num}" if "reader" in locals() else "at its start"
+        yield RawRow(name, 0, None, "", f"CSV read failed {where} (rows after it are not read): {e}")
 
 
 READERS = {"jsonl": iter_jsonl, "json": iter_json, "parquet": iter_parquet, "csv": iter_csv}
 
 
-def iter_file(path: Path) -> Iterator[RawRow]:
-    kind = file_kind(path)
+def iter_file(path: Path, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> Iterator[RawRow]:
+    try:
+        kind = file_kind(path)
+    except OSError as e:
+        yield RawRow(str(path), 0, None, "", f"cannot read the file: {e}")
+        return
     if kind is None:
         yield RawRow(str(path), 0, None, "", "unknown file type (expected .jsonl, .json, .parquet or .csv)")
         return
-    yield from READERS[kind](path)
+    yield from READERS[kind](path, max_row_bytes)
 
 
 def sha256_file(path: Path) -> str:

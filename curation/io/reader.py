@@ -13,7 +13,14 @@ from tqdm.auto import tqdm
 
 from curation.config import SourceConfig
 from curation.errors import InputError, RowError
-from curation.io.files import RawRow, display_path, expand_paths, iter_file, sha256_file
+from curation.io.files import (
+    DEFAULT_MAX_ROW_BYTES,
+    RawRow,
+    display_path,
+    expand_paths,
+    iter_file,
+    sha256_file,
+)
 from curation.io.formats import FORMATS, ColumnMapping, detect_format, transcript
 from curation.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA, check_messages, conversation_id
 
@@ -60,7 +67,11 @@ class _Converter:
 
 def _meta(row: dict, used: set[str]) -> str:
     rest = {k: v for k, v in row.items() if k not in used}
-    return orjson.dumps(rest, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(rest, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (orjson.JSONEncodeError, TypeError) as e:  # e.g. nested deeper than orjson writes
+        field = next(iter(rest), None)
+        raise RowError(field, f"other fields cannot be kept in meta: {e}") from None
 
 
 def _raw_text(r: RawRow) -> str:
@@ -103,6 +114,7 @@ def read_source(
     strict: bool = False,
     on_records=None,
     chunk_rows: int = 16384,
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
 ) -> SourceRead:
     """Read and normalize one source.
 
@@ -151,7 +163,7 @@ def read_source(
         streams = [(source.hub, _hub_rows(source))]
     else:
         files = expand_paths(source.path, base_dir)
-        streams = [(p, iter_file(p)) for p in files]
+        streams = [(p, iter_file(p, max_row_bytes)) for p in files]
 
     bar = tqdm(desc=f"read {source.name}", unit=" rows", disable=None, leave=False)
     for origin, rows in streams:
@@ -196,10 +208,10 @@ def _consume(
             convs = converter.convert(r.value)
             for conv in convs:
                 check_messages(conv)
+            meta = _meta(r.value, converter.used_fields(r.value))
         except RowError as e:
             bad(r, e.reason, e.field)
             return
-        meta = _meta(r.value, converter.used_fields(r.value))
         result.expanded += len(convs) - 1
         for conv in convs:
             ids.append(conversation_id(conv))

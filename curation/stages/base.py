@@ -104,6 +104,29 @@ class StageCounts:
             for s, r, n in zip(*(grouped[c].to_pylist() for c in ("s", "r", "count_all")), strict=True):
                 self.removed[stage][s][r] += n
 
+    def state(self) -> dict:
+        """Plain data for a checkpoint (``from_state`` restores it)."""
+        return {
+            "order": self.order,
+            "workers": self.workers,
+            "seconds": dict(self.seconds),
+            "rows_in": {k: dict(v) for k, v in self.rows_in.items()},
+            "removed": {k: {s: dict(c) for s, c in v.items()} for k, v in self.removed.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> StageCounts:
+        counts = cls()
+        counts.order = list(state["order"])
+        counts.workers = state["workers"]
+        counts.seconds.update(state["seconds"])
+        for k, v in state["rows_in"].items():
+            counts.rows_in[k].update(v)
+        for k, v in state["removed"].items():
+            for src, c in v.items():
+                counts.removed[k][src].update(c)
+        return counts
+
     def removed_total(self, stage: str, source: str) -> int:
         return sum(self.removed[stage][source].values())
 
