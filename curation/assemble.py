@@ -141,7 +141,10 @@ def build_plan(n_rows: int, train: pa.Table, validation: pa.Table, rejected: lis
                 if name in t.column_names and t.num_rows
                 else pl.Series([None] * t.num_rows, dtype=pl.String)
             ).cast(pl.String)
-        df = pl.DataFrame(cols).with_columns(dest=pl.lit(dest, pl.Int8))
+        df = pl.DataFrame(cols).with_columns(
+            pl.col("reject_stage", "reject_reason").cast(pl.Categorical),  # few distinct values
+            dest=pl.lit(dest, pl.Int8),
+        )
         if dest == TRAIN:
             copies = pl.Series(t["mix_copies"].to_numpy(), dtype=pl.Int64)
         else:

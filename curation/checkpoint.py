@@ -49,11 +49,14 @@ def input_fingerprint(cfg: CurateConfig, base_dir: Path | None) -> dict[str, lis
 
 
 def save(
-    staging: Staging, counts: StageCounts, reads: list[SourceRead], quarantine: pa.Table, fingerprint: dict
+    staging: Staging,
+    compact: pa.Table,
+    counts: StageCounts,
+    reads: list[SourceRead],
+    quarantine: pa.Table,
+    fingerprint: dict,
 ):
     root = staging.root
-    compact = staging.compact_table()
-    staging.compact = [compact]
     pq.write_table(compact, root / "compact.parquet", compression="lz4")
     pq.write_table(quarantine, root / "quarantine.parquet", compression="lz4")
     state = {
@@ -69,7 +72,8 @@ def save(
 
 
 def load(root: Path, fingerprint: dict):
-    """(staging, counts, reads, quarantine) from a checkpoint with this fingerprint, else None."""
+    """(staging, compact columns, counts, reads, quarantine) from a checkpoint with this
+    fingerprint, else None."""
     path = root / CHECKPOINT
     if not path.is_file():
         log.info("resume: no checkpoint in %s: starting clean", root)
@@ -80,16 +84,15 @@ def load(root: Path, fingerprint: dict):
             log.warning("resume: the config or the inputs changed since the interrupted run: starting clean")
             return None
         staging = Staging.restore(root, state["staging"])
-        compact = pq.read_table(root / "compact.parquet")
+        compact = pq.read_table(root / "compact.parquet").unify_dictionaries().combine_chunks()
         quarantine = pq.read_table(root / "quarantine.parquet")
     except (OSError, ValueError, KeyError) as e:
         log.warning("resume: the checkpoint in %s is unusable (%s): starting clean", root, e)
         return None
-    staging.compact = [compact]
     counts = StageCounts.from_state(state["counts"])
     reads = [
         SourceRead(r["name"], pa.table({}), pa.table({}), r["raw_rows"], r["expanded"], r["inputs"])
         for r in state["reads"]
     ]
     log.info("resume: reusing the map phase of the interrupted run (%d staged rows)", staging.rows)
-    return staging, counts, reads, quarantine
+    return staging, compact, counts, reads, quarantine

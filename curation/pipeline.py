@@ -6,6 +6,7 @@ import logging
 import platform
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -138,10 +139,14 @@ def run_curation(
             DedupSketchStage(exact and exact.cfg, near, near and near.cfg)
         )  # sketched per batch, on every core
     if restored is not None:
-        staging, counts, reads, quarantine = restored
+        staging, compact, counts, reads, quarantine = restored
+        held = [compact]  # handed over: the global stages free it as soon as they can
+        del restored, compact
         phases.end("read+map")
         try:
-            result = _global_and_write(cfg, out, staging, counts, reads, quarantine, exact, near, phases)
+            result = _global_and_write(
+                cfg, out, staging, held, counts, reads, quarantine, exact, near, phases
+            )
         except BaseException:
             staging.close_files()
             raise
@@ -185,9 +190,10 @@ def run_curation(
         )
         if fingerprint["inputs_sha256"] is None:
             fingerprint["inputs_sha256"] = _inputs_of(reads, cfg, base_dir)
-        checkpoint.save(staging, counts, reads, quarantine, fingerprint)
+        held = [staging.compact_table()]  # handed over: the global stages free it as soon as they can
+        checkpoint.save(staging, held[0], counts, reads, quarantine, fingerprint)
         crash_point("checkpoint")
-        result = _global_and_write(cfg, out, staging, counts, reads, quarantine, exact, near, phases)
+        result = _global_and_write(cfg, out, staging, held, counts, reads, quarantine, exact, near, phases)
     except BaseException:
         runner.close()
         staging.close_files()
@@ -282,9 +288,10 @@ def _finish(
     return RunResult(out, manifest, summary)
 
 
-def _global_and_write(cfg, out, staging: Staging, counts, reads, quarantine, exact, near, phases):
-    """Global stages on the compact columns, the split and the mix, then the shards, streamed."""
-    table = staging.compact_table()
+def _global_and_write(cfg, out, staging: Staging, held: list, counts, reads, quarantine, exact, near, phases):
+    """Global stages on the compact columns (``held``: a list with the one table, so that it is
+    freed after the first stage), the split and the mix, then the shards, streamed."""
+    table = held.pop()
     if near is not None:
         near.signature_store = staging.signatures()
         near.band_store = staging.band_keys
@@ -294,9 +301,10 @@ def _global_and_write(cfg, out, staging: Staging, counts, reads, quarantine, exa
     rejected_parts = []
     for stage in global_stages:
         t_stage = time.perf_counter()
-        table_in = table
+        rows_in = table.select(["source"])
         table, rejected = stage.process(table)
-        counts.record(stage.name, table_in, rejected, time.perf_counter() - t_stage)
+        counts.record(stage.name, rows_in, rejected, time.perf_counter() - t_stage)
+        del rows_in
         rejected_parts.append(rejected)
         if stage is exact:  # its keys are not needed any more
             table = table.drop_columns([c for c in (EXACT_A, EXACT_B) if c in table.column_names])
@@ -357,8 +365,15 @@ def _global_and_write(cfg, out, staging: Staging, counts, reads, quarantine, exa
         out, "quarantine", quarantine.num_rows, oc.shard_max_rows, oc.compression, QUARANTINE_SCHEMA
     )
     try:
-        global_rejects = assemble(staging, plan, writers, global_names)
-        for f in reject_files + [f for name in global_names for f in global_rejects[name]]:
+        # The map stages' rejects (written first) go out in a thread while the kept rows are
+        # assembled: Parquet reading, compression and writing release the GIL.
+        with ThreadPoolExecutor(1) as pool:
+            map_rejects = pool.submit(
+                lambda: [writers["rejects"].write(pq.read_table(f)) for f in reject_files]
+            )
+            global_rejects = assemble(staging, plan, writers, global_names)
+            map_rejects.result()
+        for f in [f for name in global_names for f in global_rejects[name]]:
             writers["rejects"].write(pq.read_table(f))
         writers["quarantine"].write(quarantine)
         shards = [s for w in writers.values() for s in w.close()]

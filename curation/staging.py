@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation.dedup.sketch_stage import BANDS, SIGNATURE, list_matrix
@@ -72,11 +73,18 @@ class Staging:
         compact = table.select(keep).append_column(POS, pa.array(np.arange(self.rows, self.rows + n)))
         # A copy: the batch's columns may be views into one buffer that also holds its texts (a
         # batch from a worker is a single IPC message); a view would keep all of it alive.
-        self.compact.append(compact.take(pa.array(np.arange(n))))
+        compact = compact.take(pa.array(np.arange(n)))
+        for name in ("source", "task_type"):  # a few distinct values: 4 bytes a row instead of ~15
+            if name in compact.column_names:
+                i = compact.column_names.index(name)
+                compact = compact.set_column(i, name, pc.dictionary_encode(compact[name]))
+        self.compact.append(compact)
         path = self.root / f"kept-{len(self.kept_files):06d}.parquet"
         pq.write_table(_public(table), path, compression=STAGING_COMPRESSION)
         self.kept_files.append((path, self.rows, n))
         self.rows += n
+        if len(self.kept_files) % 50 == 0:
+            log.info("staged %d batches, %d rows", len(self.kept_files), self.rows)
         crash_point(f"map:{len(self.kept_files)}")
 
     def add_rejected(self, stage: str, table: pa.Table) -> None:
@@ -99,7 +107,7 @@ class Staging:
     def compact_table(self) -> pa.Table:
         table = pa.concat_tables(self.compact, promote_options="permissive")
         self.compact = []
-        return table
+        return table.unify_dictionaries().combine_chunks()  # one dictionary per column
 
     def signatures(self) -> np.ndarray:
         """Every staged row's signature, by position: a read-only memory map."""

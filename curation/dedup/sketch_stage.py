@@ -56,7 +56,6 @@ def merit(table: pa.Table) -> np.ndarray:
 
 class DedupSketchStage(Stage):
     name = "dedup_sketch"
-    tags_only = True
 
     def __init__(self, exact: ExactDedupConfig | None, near, near_cfg: NearDedupConfig | None = None):
         """``near`` is the run's NearDedupStage (its band layout), or None."""

@@ -56,10 +56,9 @@ def resolve_clusters(table: pa.Table, cluster: np.ndarray) -> tuple[pa.Array, pa
     size = np.empty(n, dtype=np.int64)
     size[order] = np.diff(np.r_[starts, n])[group]
     multi = size > 1
-    survivor_id = ids.take(pa.array(survivor))
-    null = pa.scalar(None, pa.string())
-    dup_cluster = pc.if_else(pa.array(multi), survivor_id, null)
-    duplicate_of = pc.if_else(pa.array(multi & (survivor != rows)), survivor_id, null)
+    # Masked indices take nulls directly: no full-length intermediate of survivor ids.
+    dup_cluster = ids.take(pa.array(survivor, mask=~multi))
+    duplicate_of = ids.take(pa.array(survivor, mask=~(multi & (survivor != rows))))
     return dup_cluster, duplicate_of
 
 

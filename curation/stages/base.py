@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 class Stage:
     name: str = "stage"
-    tags_only: bool = False  # a stage that only annotates (never rejects) is left out of summaries
 
     def score(self, batch: pa.Table) -> dict[str, pa.Array | np.ndarray | list]:
         return {}
