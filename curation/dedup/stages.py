@@ -38,27 +38,33 @@ def resolve_clusters(table: pa.Table, cluster: np.ndarray) -> tuple[pa.Array, pa
     """(dup_cluster, duplicate_of) per row from a cluster label per row.
 
     The survivor of a cluster is its member with the most merit, then the smallest id, then the
-    first row (identical conversations share an id). Numpy on integer columns: the ids are
-    only ranked once and gathered at the end, so memory stays a few integers per row.
+    first row (identical conversations share an id). Only rows in clusters of two or more are
+    ranked and sorted (most rows are unique), in numpy on integer columns; ids are gathered at
+    the end, so memory stays a few integers per clustered row.
     """
     n = table.num_rows
-    ids = table["id"].combine_chunks() if n else pa.array([], pa.string())
     if n == 0:
         return pa.nulls(0, pa.string()), pa.nulls(0, pa.string())
-    rows = np.arange(n)
-    id_rank = pc.rank(ids, sort_keys="ascending", tiebreaker="dense").to_numpy()
-    order = np.lexsort((rows, id_rank, -merit(table), cluster))  # the last key sorts first
-    sorted_cluster = cluster[order]
-    starts = np.flatnonzero(np.r_[True, sorted_cluster[1:] != sorted_cluster[:-1]])
-    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
-    survivor = np.empty(n, dtype=np.int64)
-    survivor[order] = order[starts][group]
-    size = np.empty(n, dtype=np.int64)
-    size[order] = np.diff(np.r_[starts, n])[group]
+    cluster = np.asarray(cluster, dtype=np.int64)
+    if cluster.min() >= 0 and cluster.max() < 4 * n:
+        size = np.bincount(cluster)[cluster]
+    else:
+        _, inverse, counts = np.unique(cluster, return_inverse=True, return_counts=True)
+        size = counts[inverse.ravel()]
     multi = size > 1
+    rows = np.flatnonzero(multi)  # ascending: the row order breaks the last ties
+    ids = table["id"].combine_chunks()
+    survivor = np.zeros(n, dtype=np.int64)
+    if len(rows):
+        id_rank = pc.rank(ids.take(pa.array(rows)), sort_keys="ascending", tiebreaker="dense").to_numpy()
+        order = np.lexsort((rows, id_rank, -merit(table)[rows], cluster[rows]))  # the last key sorts first
+        sorted_cluster = cluster[rows][order]
+        starts = np.flatnonzero(np.r_[True, sorted_cluster[1:] != sorted_cluster[:-1]])
+        group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(rows)]))
+        survivor[rows[order]] = rows[order[starts]][group]
     # Masked indices take nulls directly: no full-length intermediate of survivor ids.
     dup_cluster = ids.take(pa.array(survivor, mask=~multi))
-    duplicate_of = ids.take(pa.array(survivor, mask=~(multi & (survivor != rows))))
+    duplicate_of = ids.take(pa.array(survivor, mask=~(multi & (survivor != np.arange(n)))))
     return dup_cluster, duplicate_of
 
 
