@@ -8,17 +8,12 @@ leaves no manifest, so nothing takes its output for complete.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from curation.errors import CurationError
-from curation.io.files import sha256_file
 
 MARKER = ".sft-curation-run"
 OUTPUT_PREFIXES = ("train-", "validation-", "rejects-", "quarantine-", ".tmp-")
@@ -44,26 +39,6 @@ def prepare_out_dir(out: Path, overwrite: bool = False, keep_staging: bool = Fal
             shutil.rmtree(out / STAGING_DIR, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("created by sft-curation\n")
-
-
-def write_shards(table: pa.Table, out: Path, prefix: str, max_rows: int, compression: str) -> list[dict]:
-    """Write ``<prefix>-0000i-of-0000N.parquet`` shards of at most max_rows rows (at least one shard)."""
-    n_shards = max(1, math.ceil(table.num_rows / max_rows))
-    shards = []
-    for i in range(n_shards):
-        part = table.slice(i * max_rows, max_rows)
-        name = f"{prefix}-{i:05d}-of-{n_shards:05d}.parquet"
-        path = out / name
-        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}.", dir=out)
-        os.close(fd)
-        try:
-            pq.write_table(part, tmp, compression=None if compression == "none" else compression)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        shards.append({"file": name, "split": prefix, "rows": part.num_rows, "sha256": sha256_file(path)})
-    return shards
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

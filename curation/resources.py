@@ -30,11 +30,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def children_peak_rss_mb() -> float:
-    """The largest peak RSS of any finished child process (workers), in MB."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
 def release_memory() -> None:
     """Return freed memory to the OS: Python's garbage, and Arrow's pool (which keeps freed
     blocks for reuse)."""
