@@ -37,11 +37,11 @@ def config_fingerprint(cfg: CurateConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def input_fingerprint(cfg: CurateConfig, base_dir: Path | None) -> dict[str, list[str]] | None:
-    """sha256 of every input file per source (and evaluation set); None when a source is a hub
-    dataset (its content cannot be hashed before reading it)."""
+def input_fingerprint(cfg: CurateConfig, base_dir: Path | None, sources=None) -> dict[str, list[str]] | None:
+    """sha256 of every input file per source (default: the sources and evaluation sets); None
+    when one is a hub dataset (its content cannot be hashed before reading it)."""
     out: dict[str, list[str]] = {}
-    for s in [*cfg.sources, *cfg.stages.decontamination.eval_sets]:
+    for s in sources if sources is not None else [*cfg.sources, *cfg.stages.decontamination.eval_sets]:
         if s.hub is not None:
             return None
         out[s.name] = [sha256_file(p) for p in expand_paths(s.path, base_dir)]

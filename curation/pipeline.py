@@ -25,7 +25,6 @@ from curation.dedup.stages import ExactDedupStage, NearDedupStage
 from curation.engine import LocalEngine, default_workers, start_worker_server, workers_for
 from curation.errors import AccountingError, ConfigError
 from curation.faults import crash_point
-from curation.io.files import expand_paths, sha256_file
 from curation.io.reader import SourceRead, read_source
 from curation.mixing import mix, split_validation
 from curation.output import MANIFEST_VERSION, STAGING_DIR, prepare_out_dir, write_json_atomic
@@ -158,7 +157,7 @@ def run_curation(
     if engine == "ray":
         from curation.ray_engine import RayEngine
 
-        runner = RayEngine(stages, counts, staging, address=ray_address, batch_size=cfg.batch_size)
+        runner = RayEngine(stages, counts, staging, address=ray_address)
         if near is not None:
             near.pair_finder = runner.candidate_pairs
     else:
@@ -211,15 +210,11 @@ def run_curation(
 
 def _inputs_of(reads: list[SourceRead], cfg: CurateConfig, base_dir: Path | None) -> dict | None:
     """The input hashes the reader computed (as ``input_fingerprint`` would, without reading the
-    files twice), plus the evaluation sets'."""
+    source files twice), plus the evaluation sets'."""
     if any("sha256" not in e for r in reads for e in r.inputs):
         return None  # a hub source: nothing to compare on a resume
-    out = {r.name: [e["sha256"] for e in r.inputs] for r in reads}
-    for s in cfg.stages.decontamination.eval_sets:
-        if s.hub is not None:
-            return None
-        out[s.name] = [sha256_file(p) for p in expand_paths(s.path, base_dir)]
-    return out
+    evals = input_fingerprint(cfg, base_dir, cfg.stages.decontamination.eval_sets)
+    return None if evals is None else {**{r.name: [e["sha256"] for e in r.inputs] for r in reads}, **evals}
 
 
 def _finished_run(out: Path, fingerprint: dict) -> RunResult | None:

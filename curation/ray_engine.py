@@ -32,7 +32,7 @@ from curation.stages.base import Stage, StageCounts
 
 log = logging.getLogger(__name__)
 
-KEY_RANGES = 16  # groups per band in the LSH group-by: a bucket's rows share one key range
+KEY_RANGE_BITS = 4  # 16 groups per band in the LSH group-by (a key's top bits): a bucket's rows share one
 
 
 def _require_ray():
@@ -80,9 +80,7 @@ class RayEngine:
 
     name = "ray"
 
-    def __init__(
-        self, stages: list[Stage], counts: StageCounts, sink, address: str | None = None, batch_size=0
-    ):
+    def __init__(self, stages: list[Stage], counts: StageCounts, sink, address: str | None = None):
         self.ray = _require_ray()
         self.stages, self.counts, self.sink = stages, counts, sink
         if not self.ray.is_initialized():
@@ -152,7 +150,7 @@ class RayEngine:
         for band, keys in enumerate(band_keys):
             keys = np.asarray(keys, dtype=np.uint64)
             n = len(keys)
-            part = (keys >> np.uint64(60)).astype(np.int64) if KEY_RANGES == 16 else keys % KEY_RANGES
+            part = (keys >> np.uint64(64 - KEY_RANGE_BITS)).astype(np.int64)
             table = pa.table(
                 {
                     "band": np.full(n, band, np.int64),
