@@ -1,10 +1,13 @@
-"""Assembling the run's output by streaming the staged files once.
+"""Assembling the run's output: each shard is one independent task over the staged files.
 
 The global stages decided, per staged row (by ``_pos``): train (with how many mix copies),
 validation, or rejected by a global stage (with reason, ``duplicate_of``) and its ``dup_cluster``.
-``Plan`` holds those decisions as compact columns; ``assemble`` reads the staged kept files in
-order, one at a time, and streams each row to its place. Shards are written by ``ShardWriter``:
-bounded in rows, each to a hidden temporary name and renamed when complete.
+``build_plan`` holds those decisions as compact columns. ``layout`` turns the plan into *pieces*
+(the rows one staged file gives one output, counted from the plan, in output order) and cuts
+them into shards of at most ``shard_max_rows`` rows. ``write_shard`` writes one shard: it reads
+only its pieces, writes to a hidden temporary name and renames when complete. Shards are
+independent, so the local engine writes them from a small thread pool and the Ray engine as
+Ray tasks, with the same bytes.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import math
 import os
 import tempfile
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,87 +55,157 @@ def with_fields(schema: pa.Schema, fields: list[pa.Field]) -> pa.Schema:
     return schema
 
 
-class ShardWriter:
-    """``<prefix>-0000i-of-0000N.parquet`` shards of at most max_rows rows, N known up front."""
+@dataclass(frozen=True)
+class Piece:
+    """The rows one input gives one output, in order: ``kind`` is ``train`` / ``validation`` /
+    ``rejected`` (of ``stage``) from the staged kept file ``path`` (plan rows ``pos0`` to
+    ``pos0 + n``), ``file`` (a staged reject file, whole) or ``table`` (rows in memory)."""
 
-    def __init__(self, out: Path, prefix: str, total_rows: int, max_rows: int, compression: str, schema):
-        self.out, self.prefix, self.max_rows, self.schema = out, prefix, max_rows, schema
-        self.total = total_rows
-        self.n_shards = max(1, math.ceil(total_rows / max_rows))
-        self.compression = None if compression == "none" else compression
-        self.shards: list[dict] = []
-        self.rows_by_source: Counter = Counter()
-        self._writer = None
-        self._tmp = None
-        self._rows_in_shard = 0
-        self.written = 0
+    kind: str
+    rows: int
+    path: Path | None = None
+    pos0: int = 0
+    n: int = 0
+    stage: str | None = None
+    table: pa.Table | None = None
 
-    def _open(self) -> None:
-        name = self._name()
-        fd, self._tmp = tempfile.mkstemp(prefix=f".tmp-{name}.", dir=self.out)
-        os.close(fd)
-        self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=self.compression)
-        self._rows_in_shard = 0
 
-    def _name(self) -> str:
-        return f"{self.prefix}-{len(self.shards):05d}-of-{self.n_shards:05d}.parquet"
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard: ``<prefix>-<index>-of-<n_shards>.parquet`` from slices of pieces."""
 
-    def _close_shard(self) -> None:
-        self._writer.close()
-        path = self.out / self._name()
-        os.replace(self._tmp, path)
-        self.shards.append(
-            {
-                "file": path.name,
-                "split": self.prefix,
-                "rows": self._rows_in_shard,
-                "sha256": sha256_file(path),
-            }
-        )
-        self._writer = self._tmp = None
-        crash_point(f"shard:{len(self.shards)}")
+    out: Path
+    prefix: str
+    index: int
+    n_shards: int
+    schema: pa.Schema
+    compression: str | None
+    parts: tuple[tuple[Piece, int, int], ...]  # (piece, first row, end row)
 
-    def write(self, table: pa.Table, count_rows: pa.Table | None = None) -> None:
-        """Append rows; ``count_rows`` (default: the table) is what the per-source counts see."""
-        table = conform(table, self.schema)
-        counted = table if count_rows is None else count_rows
-        if counted.num_rows:
-            vc = pc.value_counts(counted["source"])
-            self.rows_by_source.update(
-                dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
-            )
+    @property
+    def name(self) -> str:
+        return f"{self.prefix}-{self.index:05d}-of-{self.n_shards:05d}.parquet"
+
+    @property
+    def rows(self) -> int:
+        return sum(stop - start for _, start, stop in self.parts)
+
+    def localized(self, plan: pa.Table) -> tuple[ShardTask, pa.Table]:
+        """This task with its own compact copy of the plan rows it needs (to ship to a worker)."""
+        parts, slices, at = [], [], 0
+        for piece, start, stop in self.parts:
+            if piece.path is not None and piece.n:
+                slices.append(plan.slice(piece.pos0, piece.n))
+                piece = replace(piece, pos0=at)
+                at += piece.n
+            parts.append((piece, start, stop))
+        sub = pa.concat_tables(slices).combine_chunks() if slices else plan.slice(0, 0)
+        return replace(self, parts=tuple(parts)), sub
+
+
+def shard_tasks(
+    out: Path, prefix: str, pieces: list[Piece], max_rows: int, compression: str, schema: pa.Schema
+) -> list[ShardTask]:
+    """Cut the pieces, in order, into shards of at most ``max_rows`` rows (one empty shard with the
+    schema when there are none)."""
+    total = sum(p.rows for p in pieces)
+    n_shards = max(1, math.ceil(total / max_rows))
+    codec = None if compression == "none" else compression
+    shards: list[list] = [[] for _ in range(n_shards)]
+    at = 0  # rows before the current piece
+    for piece in pieces:
         start = 0
-        while start < table.num_rows:
-            if self._writer is None:
-                self._open()
-            take = min(self.max_rows - self._rows_in_shard, table.num_rows - start)
-            self._writer.write_table(table.slice(start, take))
-            self._rows_in_shard += take
-            self.written += take
-            start += take
-            if self._rows_in_shard == self.max_rows:
-                self._close_shard()
-
-    def close(self) -> list[dict]:
-        if self._writer is None and not self.shards:  # no rows: one empty shard with the schema
-            self._open()
-        if self._writer is not None:
-            self._close_shard()
-        if self.written != self.total or len(self.shards) != self.n_shards:
-            raise AccountingError(
-                f"{self.prefix}: wrote {self.written} rows in {len(self.shards)} shards, "
-                f"expected {self.total} in {self.n_shards}"
-            )
-        return self.shards
-
-    def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        if self._tmp and os.path.exists(self._tmp):
-            os.unlink(self._tmp)
+        while start < piece.rows:
+            k = (at + start) // max_rows
+            stop = min(piece.rows, (k + 1) * max_rows - at)
+            shards[k].append((piece, start, stop))
+            start = stop
+        at += piece.rows
+    return [
+        ShardTask(out, prefix, k, n_shards, schema, codec, tuple(parts)) for k, parts in enumerate(shards)
+    ]
 
 
-def build_plan(n_rows: int, train: pa.Table, validation: pa.Table, rejected: list[pa.Table]) -> pl.DataFrame:
+def piece_rows(piece: Piece, plan: pa.Table) -> pa.Table:
+    """All of a piece's rows (checked against the count the layout expects)."""
+    if piece.kind == "table":
+        table = piece.table
+    elif piece.kind == "file":
+        table = pq.read_table(piece.path)
+    else:
+        table = pq.read_table(piece.path)
+        p = plan.slice(piece.pos0, piece.n)
+        table = table.append_column("dup_cluster", p["dup_cluster"].cast(pa.string()))
+        dest = p["dest"].to_numpy()
+        if piece.kind == "train":
+            idx = np.flatnonzero(dest == TRAIN)
+            copies = p["copies"].to_numpy()[idx]
+            rows = np.repeat(idx, copies)
+            copy_no = np.arange(len(rows)) - np.repeat(np.cumsum(copies) - copies, copies)
+            table = table.take(pa.array(rows)).append_column("mix_copy", pa.array(copy_no, pa.int32()))
+        elif piece.kind == "validation":
+            table = table.take(pa.array(np.flatnonzero(dest == VALIDATION)))
+        else:
+            idx = pa.array(np.flatnonzero(_rejected_by(p, p["reject_stage"].cast(pa.string()), piece.stage)))
+            table = table.take(idx)
+            for name in ("reject_stage", "reject_reason", "duplicate_of"):
+                table = table.append_column(name, p[name].cast(pa.string()).take(idx))
+    if table.num_rows != piece.rows:
+        raise AccountingError(
+            f"{piece.kind} rows from {piece.path or 'memory'}: {table.num_rows}, the plan expected {piece.rows}"
+        )
+    return table
+
+
+def write_shard(task: ShardTask, plan: pa.Table) -> tuple[dict, dict]:
+    """Write one shard (atomically): its manifest entry and its rows per source (training rows
+    are counted once, not per mix copy)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{task.name}.", dir=task.out)
+    os.close(fd)
+    by_source: Counter = Counter()
+    try:
+        with pq.ParquetWriter(tmp, task.schema, compression=task.compression) as writer:
+            for piece, start, stop in task.parts:
+                table = conform(piece_rows(piece, plan), task.schema).slice(start, stop - start)
+                writer.write_table(table)
+                counted = (
+                    table.filter(pc.equal(table["mix_copy"], 0))
+                    if "mix_copy" in table.column_names
+                    else table
+                )
+                vc = pc.value_counts(counted["source"])
+                by_source.update(
+                    dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
+                )
+        path = task.out / task.name
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    entry = {"file": task.name, "split": task.prefix, "rows": task.rows, "sha256": sha256_file(path)}
+    return entry, dict(by_source)
+
+
+def write_shards_locally(tasks: list[ShardTask], plan: pa.Table, threads: int = 2):
+    """Write the shards from a small thread pool (Parquet reading, compression and writing release
+    the GIL); results in task order, ``shard:<n>`` crash points after each."""
+    if threads <= 1:
+        results = map(lambda t: write_shard(t, plan), tasks)
+        return _in_order(results)
+    with ThreadPoolExecutor(threads) as pool:
+        return _in_order(pool.map(lambda t: write_shard(t, plan), tasks))
+
+
+def _in_order(results) -> list[tuple[dict, dict]]:
+    done = []
+    for result in results:
+        done.append(result)
+        crash_point(f"shard:{len(done)}")
+    return done
+
+
+def build_plan(n_rows: int, train: pa.Table, validation: pa.Table, rejected: list[pa.Table]) -> pa.Table:
     """One row per staged position: destination, copies, cluster and reject columns."""
 
     def frame(t: pa.Table, dest: int) -> pl.DataFrame:
@@ -157,43 +232,49 @@ def build_plan(n_rows: int, train: pa.Table, validation: pa.Table, rejected: lis
         raise AccountingError(
             f"global stages accounted for {plan.height} of {n_rows} staged rows (or counted a row twice)"
         )
-    return plan
+    return plan.to_arrow().combine_chunks()
 
 
-def assemble(
-    staging: Staging,
-    plan: pl.DataFrame,
-    writers: dict[str, ShardWriter],
-    global_stage_names: list[str],
-) -> dict[str, list[Path]]:
-    """Stream the staged rows to the train and validation writers; rows rejected by a global
-    stage go to staged reject files per stage (they are written after the map rejects)."""
-    global_rejects: dict[str, list[Path]] = {name: [] for name in global_stage_names}
-    for path, pos0, n in staging.kept_files:
-        table = pq.read_table(path)
-        p = plan.slice(pos0, n)
-        dest = p["dest"].to_numpy()
-        cluster = p["dup_cluster"].to_arrow().cast(pa.string())
-        table = table.append_column("dup_cluster", cluster)
-        idx = np.flatnonzero(dest == TRAIN)
-        if len(idx):
-            copies = p["copies"].to_numpy()[idx]
-            rows = np.repeat(idx, copies)
-            copy_no = np.arange(len(rows)) - np.repeat(np.cumsum(copies) - copies, copies)
-            train = table.take(pa.array(rows)).append_column("mix_copy", pa.array(copy_no, pa.int32()))
-            writers["train"].write(train, count_rows=table.take(pa.array(idx)).select(["source"]))
-        idx = np.flatnonzero(dest == VALIDATION)
-        if len(idx) and "validation" in writers:
-            writers["validation"].write(table.take(pa.array(idx)))
-        idx = np.flatnonzero(dest == REJECTED)
-        if len(idx):
-            rej = table.take(pa.array(idx))
-            for name in ("reject_stage", "reject_reason", "duplicate_of"):
-                rej = rej.append_column(name, p[name].to_arrow().cast(pa.string()).take(pa.array(idx)))
-            for stage in global_stage_names:
-                part = rej.filter(pc.equal(rej["reject_stage"], stage))
-                if part.num_rows:
-                    out = staging.root / f"global-{stage}-{len(global_rejects[stage]):06d}.parquet"
-                    pq.write_table(part, out, compression="lz4")
-                    global_rejects[stage].append(out)
-    return global_rejects
+def _rejected_by(plan: pa.Table, stage: pa.ChunkedArray, name: str) -> np.ndarray:
+    """Mask of the plan rows a global stage rejected."""
+    mask = pc.and_(pc.equal(plan["dest"], REJECTED), pc.equal(stage, name))
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+
+
+def layout(
+    staging: Staging, plan: pa.Table, global_stage_names: list[str], quarantine: pa.Table
+) -> dict[str, list[Piece]]:
+    """Per output, its pieces in order: training and validation rows file by file; rejects of the
+    map stages (their staged files, stage by stage), then of each global stage file by file; the
+    quarantine. Row counts come from the plan, without reading any staged file."""
+    files = staging.kept_files
+    n_files = len(files)
+    file_of = np.repeat(np.arange(n_files), [n for _, _, n in files])
+    dest = plan["dest"].to_numpy()
+    train = np.bincount(
+        file_of, weights=np.where(dest == TRAIN, plan["copies"].to_numpy(), 0), minlength=n_files
+    )
+    validation = np.bincount(file_of, weights=dest == VALIDATION, minlength=n_files)
+    stage = plan["reject_stage"].cast(pa.string())
+
+    def kept(kind: str, counts, name: str | None = None) -> list[Piece]:
+        return [
+            Piece(kind, int(c), path, pos0, n, name)
+            for (path, pos0, n), c in zip(files, counts, strict=True)
+            if c
+        ]
+
+    rejects = [
+        Piece("file", pq.read_metadata(f).num_rows, f)
+        for name in staging.stage_names
+        for f in staging.reject_files.get(name, [])
+    ]
+    for name in global_stage_names:
+        mask = _rejected_by(plan, stage, name)
+        rejects += kept("rejected", np.bincount(file_of, weights=mask, minlength=n_files), name)
+    return {
+        "train": kept("train", train),
+        "validation": kept("validation", validation),
+        "rejects": rejects,
+        "quarantine": [Piece("table", quarantine.num_rows, table=quarantine)] if quarantine.num_rows else [],
+    }

@@ -6,7 +6,6 @@ import logging
 import platform
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -16,7 +15,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation import __version__, checkpoint
-from curation.assemble import REJECT_COLUMNS, ShardWriter, assemble, build_plan, with_fields
+from curation.assemble import (
+    REJECT_COLUMNS,
+    build_plan,
+    layout,
+    shard_tasks,
+    with_fields,
+    write_shards_locally,
+)
 from curation.checkpoint import config_fingerprint, input_fingerprint
 from curation.config import CurateConfig
 from curation.dedup.decontaminate import DecontaminationStage
@@ -142,24 +148,34 @@ def run_curation(
         held = [compact]  # handed over: the global stages free it as soon as they can
         del restored, compact
         phases.end("read+map")
+        ray_runner = _ray_engine(stages, counts, staging, ray_address, near) if engine == "ray" else None
         try:
             result = _global_and_write(
-                cfg, out, staging, held, counts, reads, quarantine, exact, near, phases
+                cfg,
+                out,
+                staging,
+                held,
+                counts,
+                reads,
+                quarantine,
+                exact,
+                near,
+                phases,
+                write_shards=ray_runner and ray_runner.write_shards,
             )
         except BaseException:
             staging.close_files()
             raise
+        finally:
+            if ray_runner is not None:
+                ray_runner.shutdown()
         return _finish(
             cfg, out, t_start, phases, counts, reads, result, stages, engine, None, fingerprint, staging
         )
 
     staging = Staging(out / STAGING_DIR, [s.name for s in stages], near.cfg.num_perm if near else None)
     if engine == "ray":
-        from curation.ray_engine import RayEngine
-
-        runner = RayEngine(stages, counts, staging, address=ray_address)
-        if near is not None:
-            near.pair_finder = runner.candidate_pairs
+        runner = _ray_engine(stages, counts, staging, ray_address, near)
     else:
         runner = LocalEngine(stages, counts, n_workers, sink=staging)
 
@@ -192,7 +208,19 @@ def run_curation(
         held = [staging.compact_table()]  # handed over: the global stages free it as soon as they can
         checkpoint.save(staging, held[0], counts, reads, quarantine, fingerprint)
         crash_point("checkpoint")
-        result = _global_and_write(cfg, out, staging, held, counts, reads, quarantine, exact, near, phases)
+        result = _global_and_write(
+            cfg,
+            out,
+            staging,
+            held,
+            counts,
+            reads,
+            quarantine,
+            exact,
+            near,
+            phases,
+            write_shards=runner.write_shards if engine == "ray" else None,
+        )
     except BaseException:
         runner.close()
         staging.close_files()
@@ -206,6 +234,16 @@ def run_curation(
     return _finish(
         cfg, out, t_start, phases, counts, reads, result, stages, engine, peak, fingerprint, staging
     )
+
+
+def _ray_engine(stages, counts, staging, ray_address, near):
+    """The Ray engine; near dedup's candidate pairs go through it too."""
+    from curation.ray_engine import RayEngine
+
+    runner = RayEngine(stages, counts, staging, address=ray_address)
+    if near is not None:
+        near.pair_finder = runner.candidate_pairs
+    return runner
 
 
 def _inputs_of(reads: list[SourceRead], cfg: CurateConfig, base_dir: Path | None) -> dict | None:
@@ -283,9 +321,12 @@ def _finish(
     return RunResult(out, manifest, summary)
 
 
-def _global_and_write(cfg, out, staging: Staging, held: list, counts, reads, quarantine, exact, near, phases):
+def _global_and_write(
+    cfg, out, staging: Staging, held: list, counts, reads, quarantine, exact, near, phases, write_shards=None
+):
     """Global stages on the compact columns (``held``: a list with the one table, so that it is
-    freed after the first stage), the split and the mix, then the shards, streamed."""
+    freed after the first stage), the split and the mix, then the shards (``write_shards``: the
+    engine's way to run the shard tasks; default: a local thread pool)."""
     table = held.pop()
     if near is not None:
         near.signature_store = staging.signatures()
@@ -322,7 +363,6 @@ def _global_and_write(cfg, out, staging: Staging, held: list, counts, reads, qua
     )
     plan = build_plan(staging.rows, train, validation, rejected_parts)
     n_train, n_validation = int(mixed.copies.sum()), validation.num_rows
-    n_global_rejects = sum(t.num_rows for t in rejected_parts)
     mix_report = mixed.report
     del table, train, validation, rejected_parts, mixed  # only the plan is needed from here on
     release_memory()
@@ -338,52 +378,29 @@ def _global_and_write(cfg, out, staging: Staging, held: list, counts, reads, qua
         REJECT_COLUMNS,
     )
     global_names = [s.name for s in global_stages] + ["mix"]
-    n_map_rejects = sum(pq.read_metadata(f).num_rows for f in reject_files)
-    writers = {
-        "train": ShardWriter(
-            out,
-            "train",
-            n_train,
-            oc.shard_max_rows,
-            oc.compression,
-            with_fields(kept_schema, [pa.field("mix_copy", pa.int32())]),
-        ),
+    pieces = layout(staging, plan, global_names, quarantine)
+    schemas = {
+        "train": with_fields(kept_schema, [pa.field("mix_copy", pa.int32())]),
+        "validation": kept_schema,
+        "rejects": rejects_schema,
+        "quarantine": QUARANTINE_SCHEMA,
     }
-    if n_validation:
-        writers["validation"] = ShardWriter(
-            out, "validation", n_validation, oc.shard_max_rows, oc.compression, kept_schema
-        )
-    writers["rejects"] = ShardWriter(
-        out, "rejects", n_map_rejects + n_global_rejects, oc.shard_max_rows, oc.compression, rejects_schema
-    )
-    writers["quarantine"] = ShardWriter(
-        out, "quarantine", quarantine.num_rows, oc.shard_max_rows, oc.compression, QUARANTINE_SCHEMA
-    )
-    try:
-        # The map stages' rejects (written first) go out in a thread while the kept rows are
-        # assembled: Parquet reading, compression and writing release the GIL.
-        with ThreadPoolExecutor(1) as pool:
-            map_rejects = pool.submit(
-                lambda: [writers["rejects"].write(pq.read_table(f)) for f in reject_files]
-            )
-            global_rejects = assemble(staging, plan, writers, global_names)
-            map_rejects.result()
-        for f in [f for name in global_names for f in global_rejects[name]]:
-            writers["rejects"].write(pq.read_table(f))
-        writers["quarantine"].write(quarantine)
-        shards = [s for w in writers.values() for s in w.close()]
-    except BaseException:
-        for w in writers.values():
-            w.abort()
-        raise
+    tasks = [
+        task
+        for name, schema in schemas.items()
+        if name != "validation" or pieces[name]
+        for task in shard_tasks(out, name, pieces[name], oc.shard_max_rows, oc.compression, schema)
+    ]
+    written_shards = write_shards(tasks, plan) if write_shards else write_shards_locally(tasks, plan)
+    shards = [entry for entry, _ in written_shards]
+    by_split: dict[str, Counter] = {name: Counter() for name in schemas}
+    for task, (_, by_source) in zip(tasks, written_shards, strict=True):
+        by_split[task.prefix].update(by_source)
     phases.end("write")
-    kept = writers["train"].rows_by_source + (
-        writers["validation"].rows_by_source if "validation" in writers else Counter()
-    )
     written = {
-        "kept": dict(kept),
-        "rejected": dict(writers["rejects"].rows_by_source),
-        "quarantined": dict(writers["quarantine"].rows_by_source),
+        "kept": dict(by_split["train"] + by_split["validation"]),
+        "rejected": dict(by_split["rejects"]),
+        "quarantined": dict(by_split["quarantine"]),
     }
     return written, n_train, n_validation, shards, mix_report
 

@@ -10,6 +10,8 @@
 * LSH banding: the (band, key, row) triples go through a Ray Data ``groupby`` on (band, key
   range); each group finds its buckets with numpy and emits (first row, other row) pairs.
   Union-find on those edges (few) runs on the driver.
+* Writing: every output shard is a Ray task (``curation.assemble.write_shard``) that reads its
+  staged rows and writes its Parquet file; the driver only gathers their manifest entries.
 
 ``ray.init(address=...)`` joins an existing cluster (``ray start --head`` on the head node, then
 ``--ray-address <head>:6379``); without an address a local Ray starts with this machine's cores.
@@ -25,8 +27,10 @@ import time
 import numpy as np
 import pyarrow as pa
 
+from curation.assemble import ShardTask, write_shard
 from curation.engine import _from_worker, collect_steps, from_ipc, run_batch, to_ipc
 from curation.errors import CurationError
+from curation.faults import crash_point
 from curation.resources import peak_rss_mb
 from curation.stages.base import Stage, StageCounts
 
@@ -177,6 +181,21 @@ class RayEngine:
             return np.zeros((0, 2), dtype=np.int64)
         code = np.unique(np.concatenate(codes))
         return np.stack([code // n, code % n], axis=1)
+
+    def write_shards(self, tasks: list[ShardTask], plan: pa.Table) -> list[tuple[dict, dict]]:
+        """Each shard written by a Ray task (same bytes as the local engine's). Every task gets
+        only the plan rows it needs; it reads the staged files and writes into the output folder,
+        so on a multi-node cluster both must be on storage every node sees."""
+        write = self.ray.remote(num_cpus=1)(write_shard)
+        refs = []
+        for task in tasks:
+            local_task, sub_plan = task.localized(plan)
+            refs.append(write.remote(local_task, sub_plan))
+        results = []
+        for ref in refs:  # in order, with the local engine's crash points
+            results.append(self.ray.get(ref))
+            crash_point(f"shard:{len(results)}")
+        return results
 
     def close(self) -> None:
         self.refs = []
