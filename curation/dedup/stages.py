@@ -177,7 +177,7 @@ class RowLookup:
     def __len__(self) -> int:
         return len(self.positions)
 
-    CHUNK = 4096  # rows read from the store between releases of its mapped pages
+    CHUNK = 512  # rows read between releases of the mapped pages (each read maps ~64 KB around it)
 
     def __getitem__(self, idx) -> np.ndarray:
         rows = self.positions[idx]
