@@ -57,7 +57,7 @@ def with_fields(schema: pa.Schema, fields: list[pa.Field]) -> pa.Schema:
 @dataclass(frozen=True)
 class Piece:
     """The rows one input gives one output, in order: ``kind`` is ``train`` / ``validation`` /
-    ``rejected`` (of ``stage``) from the staged kept file ``path`` (plan rows ``pos0`` to
+    ``rejected`` (by a global stage) from the staged kept file ``path`` (plan rows ``pos0`` to
     ``pos0 + n``), ``file`` (a staged reject file, whole) or ``table`` (rows in memory)."""
 
     kind: str
@@ -65,7 +65,6 @@ class Piece:
     path: Path | None = None
     pos0: int = 0
     n: int = 0
-    stage: str | None = None
     table: pa.Table | None = None
 
 
@@ -145,7 +144,7 @@ def piece_rows(piece: Piece, plan: pa.Table) -> pa.Table:
         elif piece.kind == "validation":
             table = table.take(pa.array(np.flatnonzero(dest == VALIDATION)))
         else:
-            idx = pa.array(np.flatnonzero(_rejected_by(p, p["reject_stage"].cast(pa.string()), piece.stage)))
+            idx = pa.array(np.flatnonzero(dest == REJECTED))
             table = table.take(idx)
             for name in ("reject_stage", "reject_reason", "duplicate_of"):
                 table = table.append_column(name, p[name].cast(pa.string()).take(idx))
@@ -242,18 +241,11 @@ def build_plan(n_rows: int, train: pa.Table, validation: pa.Table, rejected: lis
     return pa.table(columns)
 
 
-def _rejected_by(plan: pa.Table, stage: pa.ChunkedArray, name: str) -> np.ndarray:
-    """Mask of the plan rows a global stage rejected."""
-    mask = pc.and_(pc.equal(plan["dest"], REJECTED), pc.equal(stage, name))
-    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
-
-
-def layout(
-    staging: Staging, plan: pa.Table, global_stage_names: list[str], quarantine: pa.Table
-) -> dict[str, list[Piece]]:
+def layout(staging: Staging, plan: pa.Table, quarantine: pa.Table) -> dict[str, list[Piece]]:
     """Per output, its pieces in order: training and validation rows file by file; rejects of the
-    map stages (their staged files, stage by stage), then of each global stage file by file; the
-    quarantine. Row counts come from the plan, without reading any staged file."""
+    map stages (their staged files, stage by stage), then the global stages' rejects file by file
+    (each staged file is read once per output); the quarantine. Row counts come from the plan,
+    without reading any staged file."""
     files = staging.kept_files
     n_files = len(files)
     file_of = np.repeat(np.arange(n_files), [n for _, _, n in files])
@@ -262,13 +254,11 @@ def layout(
         file_of, weights=np.where(dest == TRAIN, plan["copies"].to_numpy(), 0), minlength=n_files
     )
     validation = np.bincount(file_of, weights=dest == VALIDATION, minlength=n_files)
-    stage = plan["reject_stage"].cast(pa.string())
+    rejected = np.bincount(file_of, weights=dest == REJECTED, minlength=n_files)
 
-    def kept(kind: str, counts, name: str | None = None) -> list[Piece]:
+    def kept(kind: str, counts) -> list[Piece]:
         return [
-            Piece(kind, int(c), path, pos0, n, name)
-            for (path, pos0, n), c in zip(files, counts, strict=True)
-            if c
+            Piece(kind, int(c), path, pos0, n) for (path, pos0, n), c in zip(files, counts, strict=True) if c
         ]
 
     rejects = [
@@ -276,9 +266,7 @@ def layout(
         for name in staging.stage_names
         for f in staging.reject_files.get(name, [])
     ]
-    for name in global_stage_names:
-        mask = _rejected_by(plan, stage, name)
-        rejects += kept("rejected", np.bincount(file_of, weights=mask, minlength=n_files), name)
+    rejects += kept("rejected", rejected)
     return {
         "train": kept("train", train),
         "validation": kept("validation", validation),

@@ -377,8 +377,7 @@ def _global_and_write(
         ),
         REJECT_COLUMNS,
     )
-    global_names = [s.name for s in global_stages] + ["mix"]
-    pieces = layout(staging, plan, global_names, quarantine)
+    pieces = layout(staging, plan, quarantine)
     schemas = {
         "train": with_fields(kept_schema, [pa.field("mix_copy", pa.int32())]),
         "validation": kept_schema,
