@@ -72,13 +72,16 @@ class Stage:
                 f"stage {self.name}: decide() returned {len(reasons)} values for {batch.num_rows} rows"
             )
         rejected_mask = pc.is_valid(reasons)
+        if reasons.null_count == len(reasons):  # nothing rejected (the common case): no copies
+            return batch, _with_reject_columns(batch.slice(0, 0), self.name, reasons.slice(0, 0))
         kept = batch.filter(pc.invert(rejected_mask))
-        rejected = batch.filter(rejected_mask)
-        rejected = rejected.append_column(
-            "reject_stage", pa.array([self.name] * rejected.num_rows, pa.string())
-        )
-        rejected = rejected.append_column("reject_reason", reasons.filter(rejected_mask))
+        rejected = _with_reject_columns(batch.filter(rejected_mask), self.name, reasons.filter(rejected_mask))
         return kept, rejected
+
+
+def _with_reject_columns(rows: pa.Table, stage: str, reasons: pa.Array) -> pa.Table:
+    rows = rows.append_column("reject_stage", pa.array([stage] * rows.num_rows, pa.string()))
+    return rows.append_column("reject_reason", reasons)
 
 
 class StageCounts:
