@@ -91,23 +91,26 @@ def _store_cached(path: Path, value) -> None:
         log.debug("could not cache the tiktoken conversion: %s", e)
 
 
-def tiktoken_encoder(backend, name: str = "hf", tokenizer_json: str | None = None):
-    """A tiktoken Encoding that reproduces ``backend`` (a ``tokenizers.Tokenizer``), or None.
+def tiktoken_encoder(backend, name: str = "hf", tokenizer_json: str | None = None, verified: bool = False):
+    """A tiktoken Encoding that reproduces ``backend`` (a ``tokenizers.Tokenizer``, or a function
+    returning it, called only if needed), or None.
 
     The conversion (~0.3 s for a 50k vocabulary) is cached on disk by the tokenizer's content
-    hash; a cached encoder is still checked on the probe texts before it is used.
+    hash; a cached encoder is checked on the probe texts before it is used, unless ``verified``
+    (the parent process checked the same conversion already).
     """
     try:
         import tiktoken
     except ImportError:
         return None
-    tokenizer_json = tokenizer_json or backend.to_str()
+    get_backend = backend if callable(backend) else lambda: backend
+    tokenizer_json = tokenizer_json or get_backend().to_str()
     cache = _cache_path(tokenizer_json)
     cached = _load_cached(cache)
     if cached is not None:
         pattern, ranks, added = cached
         enc = tiktoken.Encoding(f"hf-{name}", pat_str=pattern, mergeable_ranks=ranks, special_tokens=added)
-        if _reproduces(enc, backend):
+        if verified or _reproduces(enc, get_backend()):
             return enc
     try:
         spec = json.loads(tokenizer_json)
@@ -134,7 +137,7 @@ def tiktoken_encoder(backend, name: str = "hf", tokenizer_json: str | None = Non
     except (KeyError, ValueError) as e:
         log.debug("tiktoken conversion not possible: %s", e)
         return None
-    if not _reproduces(enc, backend):
+    if not _reproduces(enc, get_backend()):
         log.info("tiktoken conversion differs from the HF tokenizer on a probe; using the HF tokenizer")
         return None
     _store_cached(cache, (pattern, ranks, added))

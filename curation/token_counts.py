@@ -60,6 +60,7 @@ class TokenizerSpec:
     piecewise_ok: bool | None = None
     skeletons: dict = field(default_factory=dict)  # role sequence -> skeleton literals (or None)
     checked: set = field(default_factory=set)  # role sequences whose skeleton fill matched a real render
+    tiktoken_verified: bool = False  # the cached tiktoken conversion reproduced the tokenizer
 
     @classmethod
     def from_hf(cls, tok) -> TokenizerSpec:
@@ -100,22 +101,23 @@ class TemplateTokenCounter:
     from a TokenizerSpec (what worker processes do: no transformers model code is imported)."""
 
     def __init__(self, tokenizer=None, piecewise: bool = True, spec: TokenizerSpec | None = None):
-        from tokenizers import Tokenizer
-
         if spec is None:
             spec = TokenizerSpec.from_hf(tokenizer)
         self.spec = spec
         self._hf = tokenizer
-        self.backend_tok = (
-            tokenizer._tokenizer if tokenizer is not None else Tokenizer.from_str(spec.tokenizer_json)
-        )
+        self._backend_tok = tokenizer._tokenizer if tokenizer is not None else None
         self.eot = spec.eos_token
         self.template_hash = hashlib.sha256((spec.chat_template or "").encode()).hexdigest()
         added = spec.added_tokens
         self.added_re = re.compile("|".join(re.escape(t) for t in added)) if added else None
         self.encoder = (
-            tiktoken_encoder(self.backend_tok, spec.name, spec.tokenizer_json) if piecewise else None
+            tiktoken_encoder(
+                lambda: self.backend_tok, spec.name, spec.tokenizer_json, verified=spec.tiktoken_verified
+            )
+            if piecewise
+            else None
         )
+        spec.tiktoken_verified = self.encoder is not None
         self._compiled = None  # the Jinja template, compiled on first use
         self._skeletons = spec.skeletons
         self._checked = spec.checked
@@ -150,6 +152,16 @@ class TemplateTokenCounter:
         if self._compiled is None:
             self._compiled = self._compiled_template() or False
         return self._compiled or None
+
+    @property
+    def backend_tok(self):
+        """The Rust tokenizer, built from the spec on first use (a worker that counts with a
+        verified tiktoken conversion never needs it: ~0.2 s saved at every worker's start)."""
+        if self._backend_tok is None:
+            from tokenizers import Tokenizer
+
+            self._backend_tok = Tokenizer.from_str(self.spec.tokenizer_json)
+        return self._backend_tok
 
     @property
     def hf(self):

@@ -179,3 +179,20 @@ def test_tiktoken_conversion_is_cached_and_a_bad_cache_entry_is_rebuilt(
     rebuilt = fast_bpe.tiktoken_encoder(backend)
     assert rebuilt.encode(text) == first.encode(text)
     assert fast_bpe._load_cached(entry) is not None  # rewritten
+
+
+def test_a_worker_copy_counts_the_same_without_building_the_rust_tokenizer(
+    tiny_tokenizer, tmp_path, monkeypatch
+):
+    import pickle
+
+    monkeypatch.setenv("SFT_CURATION_CACHE", str(tmp_path))
+    stage = LengthStage(LengthConfig(), tokenizer=tiny_tokenizer)
+    batch = batch_of(CONVERSATIONS)
+    stage.prepare(batch)
+    worker = pickle.loads(pickle.dumps(stage))  # what a worker process or Ray actor gets
+    assert worker.counter.backend == "tiktoken piecewise"
+    assert worker.counter._backend_tok is None  # started from the verified tiktoken conversion
+    scores = worker.score(batch)  # (rows the piecewise plan cannot split build it on demand)
+    for name, values in stage.score(batch).items():
+        assert list(scores[name]) == list(values), name
