@@ -5,9 +5,12 @@ seen by the next). Batches are independent, so they can run in parallel worker p
 are collected in submission order, so the output is identical for any number of workers. Batches
 can be submitted while the sources are still being read, so reading overlaps with the stages.
 
-With ``workers = N > 1`` this process is one of the N: it starts N - 1 worker processes and runs
-a batch itself while they are starting and whenever each already has two batches queued, so a
-small run is not held up by start-up and a large one keeps every core busy.
+With ``workers = N > 1`` this process is one of the N: it starts N - 1 worker processes, reads
+ahead, and hands each batch to a worker with room (at most two queued, the running one
+included); it runs a batch itself only when two are waiting for a worker (while the workers are
+starting, or all busy) and, at the end, takes the batches no worker has started. So a small run
+is not held up by start-up, the workers never wait while this process runs a batch, and a large
+run keeps every core busy.
 
 Workers are forked by a ``forkserver`` (a clean process that imported the stage modules once and
 never ran polars' thread pool: forking the caller itself is not safe once polars or the Rust
@@ -26,7 +29,7 @@ import pickle
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 
 import pyarrow as pa
 from tqdm.auto import tqdm
@@ -40,7 +43,8 @@ log = logging.getLogger(__name__)
 # server) is not repaid.
 MIN_ROWS_PER_WORKER = 4_000
 MAX_IN_FLIGHT_PER_WORKER = 4  # batches waiting to be collected in order: bounds this process's memory
-QUEUED_PER_WORKER = 2  # batches queued at each worker before this process runs one itself
+QUEUED_PER_WORKER = 2  # batches queued at each worker (the one running included)
+BACKLOG = 2  # batches waiting for a worker before this process runs one itself
 
 _WORKER_STAGES: list[Stage] | None = None
 
@@ -156,6 +160,23 @@ def collect_steps(result, sink, counts: StageCounts, bars=None) -> None:
             sink.add_rejected(name, rejected)
 
 
+class _Slot:
+    """One submitted batch: waiting (``batch``), given to a worker (``future``), or run here
+    (``result``)."""
+
+    __slots__ = ("batch", "future", "result")
+
+    def __init__(self, batch: pa.Table):
+        self.batch, self.future, self.result = batch, None, None
+
+    def run_here(self, stages: list[Stage]) -> None:
+        self.result = run_batch(stages, self.batch)
+        self.batch = None
+
+    def ready(self) -> bool:
+        return self.result is not None or (self.future is not None and self.future.done())
+
+
 class LocalEngine:
     """Submit batches, then ``finish()``; the output goes to a sink (default: memory, and
     ``finish()`` returns (kept rows, rejected rows of every stage))."""
@@ -169,7 +190,8 @@ class LocalEngine:
         counts.workers = self.workers
         self.sink = sink if sink is not None else MemorySink(stages)
         self.worker_peak_rss_mb = 0.0  # the largest peak RSS any worker process reported
-        self.pending: deque[Future | tuple] = deque()  # a worker's future, or a batch run here
+        self.pending: deque[_Slot] = deque()  # every batch not yet collected, in submission order
+        self.backlog: deque[_Slot] = deque()  # batches no process has started yet
         self.bars = [
             tqdm(desc=s.name, unit=" rows", disable=None, leave=False, position=i)
             for i, s in enumerate(stages)
@@ -202,32 +224,57 @@ class LocalEngine:
         if self.pool is None:
             self._collect(run_batch(self.stages, batch))
             return
-        queued = sum(isinstance(p, Future) and not p.done() for p in self.pending)
-        if self._launcher.is_alive() or queued >= QUEUED_PER_WORKER * self.pool_size:
-            # The workers are still starting, or all busy: this process runs the batch itself.
-            self.pending.append(run_batch(self.stages, batch))
-        else:
+        # Reading comes first: the batch waits in a short backlog for a worker; this process runs
+        # one itself only when the backlog is full (then the workers are all busy), so the
+        # workers never wait for this process to finish a batch before they get the next one.
+        slot = _Slot(batch)
+        self.pending.append(slot)
+        self.backlog.append(slot)
+        self._dispatch()
+        if len(self.backlog) > BACKLOG:
+            self.backlog.popleft().run_here(self.stages)
+        self._collect_ready()
+
+    def _dispatch(self) -> None:
+        """Hand backlog batches to the workers while they have room (started, queue not full)."""
+        while self.backlog and not self._launcher.is_alive():
+            queued = sum(s.future is not None and not s.future.done() for s in self.pending)
+            if queued >= QUEUED_PER_WORKER * self.pool_size:
+                return
+            slot = self.backlog.popleft()
             for stage in self.stages:
-                stage.prepare(batch)
+                stage.prepare(slot.batch)
             states = [stage.shared_state() for stage in self.stages]
-            self.pending.append(self.pool.submit(_worker_run, to_ipc(batch), states))
+            slot.future = self.pool.submit(_worker_run, to_ipc(slot.batch), states)
+            slot.batch = None
+
+    def _collect_ready(self) -> None:
+        """Collect finished batches in submission order (waiting when too many are in flight)."""
         while self.pending and (
-            not isinstance(self.pending[0], Future)
-            or self.pending[0].done()
-            or len(self.pending) > MAX_IN_FLIGHT_PER_WORKER * self.workers
+            self.pending[0].ready() or len(self.pending) > MAX_IN_FLIGHT_PER_WORKER * self.workers
         ):
             self._collect_next()
 
     def _collect_next(self) -> None:
-        """Collect the oldest batch (results stay in submission order)."""
-        item = self.pending.popleft()
-        self._collect(_from_worker(item.result(), self) if isinstance(item, Future) else item)
+        """Collect the oldest batch (results stay in submission order): run it here if no worker
+        took it, else wait for its worker."""
+        slot = self.pending[0]
+        if slot.future is None and slot.result is None:
+            self.backlog.remove(slot)
+            slot.run_here(self.stages)
+        self.pending.popleft()
+        self._collect(_from_worker(slot.future.result(), self) if slot.future is not None else slot.result)
 
     def _collect(self, result) -> None:
         collect_steps(result, self.sink, self.counts, self.bars)
 
     def finish(self, empty: pa.Table):
         try:
+            while self.backlog:  # the rest of the batches: to a worker with room, else here
+                self._dispatch()
+                if self.backlog:
+                    self.backlog.pop().run_here(self.stages)  # the newest: the oldest may go to a worker
+                self._collect_ready()
             while self.pending:
                 self._collect_next()
         finally:

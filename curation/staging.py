@@ -5,8 +5,8 @@ rejected rows to ``rejects-<stage>-*.parquet``), its MinHash signatures are appe
 ``uint32`` file read back through a memory map, and only a few compact columns per row (id,
 source, token count, refusal flag, task type, dedup keys and LSH band keys, and ``_pos``, the
 row's position in the staged run) stay in memory for the global stages. Peak memory therefore
-grows with those columns, not with the text. The final shards are assembled by streaming the
-staged files once (``curation.assemble``).
+grows with those columns, not with the text. Each final shard is written by a task that reads
+only the staged files it needs (``curation.assemble``).
 """
 
 from __future__ import annotations
