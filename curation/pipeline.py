@@ -143,6 +143,15 @@ def run_curation(
         stages.append(
             DedupSketchStage(exact and exact.cfg, near, near and near.cfg)
         )  # sketched per batch, on every core
+
+    def global_and_write(staging, held, counts, reads, quarantine, ray_runner):
+        """The global stages and the shards, the same after a map phase or a restored checkpoint;
+        with the Ray engine, the shards are written as Ray tasks."""
+        write = ray_runner.write_shards if ray_runner is not None else None
+        return _global_and_write(
+            cfg, out, staging, held, counts, reads, quarantine, exact, near, phases, write_shards=write
+        )
+
     if restored is not None:
         staging, compact, counts, reads, quarantine = restored
         held = [compact]  # handed over: the global stages free it as soon as they can
@@ -150,19 +159,7 @@ def run_curation(
         phases.end("read+map")
         ray_runner = _ray_engine(stages, counts, staging, ray_address, near) if engine == "ray" else None
         try:
-            result = _global_and_write(
-                cfg,
-                out,
-                staging,
-                held,
-                counts,
-                reads,
-                quarantine,
-                exact,
-                near,
-                phases,
-                write_shards=ray_runner and ray_runner.write_shards,
-            )
+            result = global_and_write(staging, held, counts, reads, quarantine, ray_runner)
         except BaseException:
             staging.close_files()
             raise
@@ -208,18 +205,8 @@ def run_curation(
         held = [staging.compact_table()]  # handed over: the global stages free it as soon as they can
         checkpoint.save(staging, held[0], counts, reads, quarantine, fingerprint)
         crash_point("checkpoint")
-        result = _global_and_write(
-            cfg,
-            out,
-            staging,
-            held,
-            counts,
-            reads,
-            quarantine,
-            exact,
-            near,
-            phases,
-            write_shards=runner.write_shards if engine == "ray" else None,
+        result = global_and_write(
+            staging, held, counts, reads, quarantine, runner if engine == "ray" else None
         )
     except BaseException:
         runner.close()
