@@ -55,3 +55,22 @@ def test_a_piece_with_fewer_rows_than_planned_fails_the_shard(tmp_path):
     with pytest.raises(AccountingError, match="expected 2"):
         write_shards_locally(tasks, plan=None)
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_small_pieces_are_gathered_into_full_row_groups(tmp_path, monkeypatch):
+    monkeypatch.setattr("curation.assemble.ROW_GROUP_ROWS", 10)
+    # Pieces of mixed schemas (a column only some have), as staged reject files are.
+    tables = [
+        pa.table({"source": ["a"] * n, "x": list(range(n))}, schema=SCHEMA)
+        if k % 2
+        else pa.table({"source": ["b"] * n})
+        for k, n in enumerate((3, 4, 1, 6, 2, 9))
+    ]
+    pieces = [Piece("table", t.num_rows, table=t) for t in tables]
+    (task,) = shard_tasks(tmp_path, "rejects", pieces, 100, "zstd", SCHEMA)
+    (entry, by_source), *_ = write_shards_locally([task], plan=None)
+    shard = pq.ParquetFile(tmp_path / entry["file"])
+    assert [shard.metadata.row_group(i).num_rows for i in range(shard.num_row_groups)] == [10, 10, 5]
+    assert by_source == {"a": 19, "b": 6}
+    rows = shard.read()
+    assert rows["x"].null_count == 6 and rows["source"].to_pylist()[:4] == ["b"] * 3 + ["a"]
