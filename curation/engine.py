@@ -34,7 +34,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from curation.resources import peak_rss_mb
+from curation.resources import peak_rss_mb, usable_cores
 from curation.stages.base import Stage, StageCounts
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def start_worker_server() -> None:
 
 
 def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return usable_cores()
 
 
 def to_ipc(table: pa.Table) -> bytes:

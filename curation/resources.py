@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import resource
 from pathlib import Path
 
@@ -57,3 +58,8 @@ def _malloc_trim() -> None:
     trim = getattr(_libc(), "malloc_trim", None)
     if trim is not None:
         trim(0)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity: 1 when pinned to one core)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curation.config import ExactDedupConfig, NearDedupConfig, SourceConfig
-from curation.dedup.lsh import optimal_bands
+from curation.dedup.lsh import candidate_pairs_from_keys, optimal_bands
 from curation.dedup.stages import ExactDedupStage, NearDedupStage
 from curation.io.reader import read_source
 from tests.conftest import shared
@@ -257,3 +257,26 @@ def test_shingle_hashes_match_a_per_word_reference(texts, n):
     got_h, got_doc = shingle_hashes(pl.Series(texts, dtype=pl.String), ngram=n)
     assert got_h.tolist() == want_h
     assert got_doc.tolist() == want_doc
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(0, 5), min_size=0, max_size=30), min_size=1, max_size=4).filter(
+        lambda bands: len({len(b) for b in bands}) == 1
+    ),
+    st.integers(1, 3),
+)
+def test_candidate_pairs_link_every_bucket_member_to_its_first_row(bands, threads):
+    keys = [np.array(b, dtype=np.uint64) for b in bands]
+    expected = sorted(
+        {
+            (band.index(key), i)
+            for band in bands
+            for i, key in enumerate(band)
+            if band.index(key) != i  # the bucket's first row is its leader
+        }
+    )
+    pairs = candidate_pairs_from_keys(keys, threads=threads)
+    assert [tuple(p) for p in pairs.tolist()] == expected
+    matrix = np.stack(keys, axis=1) if len(keys[0]) else np.zeros((0, len(keys)), np.uint64)
+    assert np.array_equal(candidate_pairs_from_keys(matrix, threads=1), pairs.reshape(-1, 2))

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+
 import numpy as np
+
+from curation.resources import usable_cores
 
 
 def _integrate(f, a: float, b: float, n: int = 200) -> float:
@@ -54,36 +60,73 @@ def candidate_pairs(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return candidate_pairs_from_keys(all_band_keys(sig, bands, rows))
 
 
-def candidate_pairs_from_keys(keys) -> np.ndarray:
+def candidate_pairs_from_keys(keys, threads: int | None = None) -> np.ndarray:
     """(k, 2) pairs (first member of a bucket, other member), sorted and unique, from band keys:
-    an (n, bands) matrix, or a sequence of per-band key arrays (read one band at a time)."""
+    an (n, bands) matrix, or a sequence of per-band key arrays (read one band at a time).
+
+    Bands are sorted on ``threads`` threads (numpy sorts without the GIL), at most that many
+    bands in memory at once; pairs are deduplicated by sorting their int64 codes (numpy's
+    hash-based ``unique`` is ~30x slower on millions of codes)."""
     columns = [keys[:, j] for j in range(keys.shape[1])] if isinstance(keys, np.ndarray) else keys
-    found = []
-    n = None
-    for column in columns:
-        column = np.asarray(column)
-        n = len(column)
-        _, first, inverse = np.unique(column, return_index=True, return_inverse=True)
-        leader = first[inverse.ravel()]
-        member = np.flatnonzero(leader != np.arange(n))
-        if len(member):
-            found.append(leader[member].astype(np.int64) * n + member)  # one int64 per pair
+    found, n = [], 0
+    for code, size in bounded_map(_bucket_codes, columns, threads or numpy_threads()):
+        n = size  # the same for every band
+        if len(code):
+            found.append(code)
     if not found:
         return np.zeros((0, 2), dtype=np.int64)
-    code = np.unique(np.concatenate(found))
+    code = np.concatenate(found)
+    del found
+    code.sort()
+    code = code[np.r_[True, code[1:] != code[:-1]]]
     return np.stack([code // n, code % n], axis=1)
 
 
-def estimated_jaccard(sig, pairs: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """Share of equal signature values per pair; ``sig`` is an array or a row lookup (on disk)."""
+def _bucket_codes(column) -> tuple[np.ndarray, int]:
+    """One band: ``leader * n + member`` for every row that is not the first of its bucket (the
+    first in row order, as ``np.unique(return_index=True)`` finds it), and n."""
+    column = np.asarray(column)
+    n = len(column)
+    order = np.argsort(column, kind="stable")  # equal keys keep row order: the leader is first
+    ordered = column[order]
+    starts = np.r_[True, ordered[1:] != ordered[:-1]] if n else np.zeros(0, bool)
+    leader = order[starts][np.cumsum(starts) - 1]
+    member = leader != order
+    return leader[member].astype(np.int64) * n + order[member], n
+
+
+def bounded_map(fn, items, threads: int):
+    """``fn`` over ``items`` on ``threads`` threads, results in order, at most ``threads`` items
+    taken from the iterable ahead of the results (a generator of large arrays stays lazy)."""
+    items = iter(items)
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        pending = deque(pool.submit(fn, item) for item in islice(items, threads))
+        while pending:
+            result = pending.popleft().result()
+            pending.extend(pool.submit(fn, item) for item in islice(items, 1))
+            yield result
+
+
+def estimated_jaccard(sig, pairs: np.ndarray, chunk: int = 32_768) -> np.ndarray:
+    """Share of equal signature values per pair; ``sig`` is an array or a row lookup (on disk).
+    Large chunks make a row lookup read the store in longer ascending runs. (One thread: on two,
+    each thread's freed chunks stayed in its own malloc arena, +150 MB at 1M rows.)"""
     if len(pairs) == 0:
         return np.zeros(0)
-    return np.concatenate(
-        [
-            (sig[pairs[i : i + chunk, 0]] == sig[pairs[i : i + chunk, 1]]).mean(axis=1)
-            for i in range(0, len(pairs), chunk)
-        ]
-    )
+
+    def share(i: int) -> np.ndarray:
+        a, b = sig[pairs[i : i + chunk, 0]], sig[pairs[i : i + chunk, 1]]
+        return np.count_nonzero(a == b, axis=1) / a.shape[1]
+
+    return np.concatenate([share(i) for i in range(0, len(pairs), chunk)])
+
+
+def numpy_threads() -> int:
+    """Threads for numpy work that releases the GIL: the usable cores, at most 4."""
+    return min(4, usable_cores())
 
 
 def union_find(n: int, pairs: np.ndarray) -> np.ndarray:
