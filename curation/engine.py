@@ -5,12 +5,14 @@ seen by the next). Batches are independent, so they can run in parallel worker p
 are collected in submission order, so the output is identical for any number of workers. Batches
 can be submitted while the sources are still being read, so reading overlaps with the stages.
 
-With ``workers = N > 1`` this process is one of the N: it starts N - 1 worker processes, reads
-ahead, and hands each batch to a worker with room (at most two queued, the running one
-included); it runs a batch itself only when two are waiting for a worker (while the workers are
-starting, or all busy) and, at the end, takes the batches no worker has started. So a small run
-is not held up by start-up, the workers never wait while this process runs a batch, and a large
-run keeps every core busy.
+With ``workers = N > 1`` on a small input this process is one of the N: it starts N - 1 worker
+processes, reads ahead, and hands each batch to a worker with room (at most two queued, the
+running one included); it runs a batch itself only when two are waiting for a worker (while the
+workers are starting, or all busy) and, at the end, takes the batches no worker has started. So a
+small run is not held up by start-up. On a large input (``dedicated_reader``) it starts N workers
+and mostly reads: while it runs a batch it cannot hand out the next one, and at 1,000,000 rows
+its worker then waited ~20 s and the map phase took 12% longer; the reading shares the cores with
+the workers instead.
 
 Workers are forked by a ``forkserver`` (a clean process that imported the stage modules once and
 never ran polars' thread pool: forking the caller itself is not safe once polars or the Rust
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 # Below this many rows per process a worker's start-up (~0.5 s of CPU once forked from the
 # server) is not repaid.
 MIN_ROWS_PER_WORKER = 4_000
+DEDICATED_READER_ROWS = 20_000  # from this many rows on, N workers and this process reads
 MAX_IN_FLIGHT_PER_WORKER = 4  # batches waiting to be collected in order: bounds this process's memory
 QUEUED_PER_WORKER = 2  # batches queued at each worker (the one running included)
 BACKLOG = 2  # batches waiting for a worker before this process runs one itself
@@ -183,7 +186,14 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, stages: list[Stage], counts: StageCounts, workers: int = 1, sink=None):
+    def __init__(
+        self,
+        stages: list[Stage],
+        counts: StageCounts,
+        workers: int = 1,
+        sink=None,
+        dedicated_reader: bool = False,
+    ):
         self.stages = stages
         self.counts = counts
         self.workers = max(1, workers)
@@ -201,7 +211,9 @@ class LocalEngine:
         self.pool = None
         if self.workers > 1:
             log.info("map stages on %d worker processes", self.workers)
-            self.pool_size = self.workers - 1  # this process is the N-th
+            # This process is the N-th worker, unless the input is large enough for a reader of its own.
+            self.pool_size = self.workers if dedicated_reader else self.workers - 1
+            counts.worker_processes = self.pool_size
             self.pool = ProcessPoolExecutor(
                 self.pool_size,
                 mp_context=worker_context(),

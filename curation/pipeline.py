@@ -28,7 +28,13 @@ from curation.config import CurateConfig
 from curation.dedup.decontaminate import DecontaminationStage
 from curation.dedup.sketch_stage import EXACT_A, EXACT_B, DedupSketchStage
 from curation.dedup.stages import ExactDedupStage, NearDedupStage
-from curation.engine import LocalEngine, default_workers, start_worker_server, workers_for
+from curation.engine import (
+    DEDICATED_READER_ROWS,
+    LocalEngine,
+    default_workers,
+    start_worker_server,
+    workers_for,
+)
 from curation.errors import AccountingError, ConfigError
 from curation.faults import crash_point
 from curation.io.reader import SourceRead, read_source
@@ -127,10 +133,11 @@ def run_curation(
     prepare_out_dir(out, overwrite=overwrite, keep_staging=restored is not None)
 
     counts = StageCounts()
-    n_workers = 1
+    n_workers, est_rows = 1, 0
     if engine == "local" and restored is None:
         max_workers = workers or cfg.workers or default_workers()
-        n_workers = workers_for(_estimate_rows(cfg, base_dir), max_workers)
+        est_rows = _estimate_rows(cfg, base_dir)
+        n_workers = workers_for(est_rows, max_workers)
         if n_workers > 1:
             start_worker_server()  # its imports overlap with loading the tokenizer here
     stages = build_map_stages(cfg.stages, tokenizer=tokenizer)
@@ -174,7 +181,9 @@ def run_curation(
     if engine == "ray":
         runner = _ray_engine(stages, counts, staging, ray_address, near)
     else:
-        runner = LocalEngine(stages, counts, n_workers, sink=staging)
+        runner = LocalEngine(
+            stages, counts, n_workers, sink=staging, dedicated_reader=est_rows >= DEDICATED_READER_ROWS
+        )
 
     # Sources are read in chunks that go to the engine at once: reading overlaps the stages.
     def on_records(chunk: pa.Table) -> None:
@@ -288,6 +297,7 @@ def _finish(
         "engine": {
             "name": engine,
             "workers": counts.workers,
+            "worker_processes": counts.worker_processes,
             "batch_size": cfg.batch_size,
             "worker_peak_rss_mb": None if worker_peak is None else round(worker_peak, 1),
             "resumed": worker_peak is None,

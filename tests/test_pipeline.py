@@ -210,14 +210,18 @@ def test_strict_mode_from_cli(tmp_path, capsys, tiny_tokenizer_dir):
     assert rc == 2 and "row 2: field output: missing field" in capsys.readouterr().err
 
 
-def test_workers_give_the_same_result(sample_run, tmp_path, monkeypatch):
-    from curation import engine
+@pytest.mark.parametrize("dedicated_reader", [False, True])
+def test_workers_give_the_same_result(sample_run, tmp_path, monkeypatch, dedicated_reader):
+    from curation import engine, pipeline
 
     monkeypatch.setattr(engine, "MIN_ROWS_PER_WORKER", 100)
+    # A large input gets a reader of its own: N worker processes, not N - 1.
+    monkeypatch.setattr(pipeline, "DEDICATED_READER_ROWS", 0 if dedicated_reader else 10**9)
     cfg = load_config(ROOT / "data" / "sample.yaml")
     cfg.batch_size = 128
     parallel = run_curation(cfg, out=tmp_path / "parallel", workers=2)
     assert parallel.manifest["engine"]["workers"] == 2
+    assert parallel.manifest["engine"]["worker_processes"] == (2 if dedicated_reader else 1)
     assert parallel.kept["id"].to_pylist() == sample_run.kept["id"].to_pylist()
     assert parallel.rejected["id"].to_pylist() == sample_run.rejected["id"].to_pylist()
     assert parallel.rejected["reject_reason"].to_pylist() == sample_run.rejected["reject_reason"].to_pylist()

@@ -93,6 +93,7 @@ class StageCounts:
         self.seconds: dict[str, float] = defaultdict(float)
         self.order: list[str] = []
         self.workers = 1
+        self.worker_processes = 0  # processes started for the map stages (besides this one)
 
     def record(self, stage: str, batch_in: pa.Table, rejected: pa.Table, seconds: float) -> None:
         if stage not in self.order:
@@ -111,6 +112,7 @@ class StageCounts:
         return {
             "order": self.order,
             "workers": self.workers,
+            "worker_processes": self.worker_processes,
             "seconds": dict(self.seconds),
             "rows_in": {k: dict(v) for k, v in self.rows_in.items()},
             "removed": {k: {s: dict(c) for s, c in v.items()} for k, v in self.removed.items()},
@@ -121,6 +123,7 @@ class StageCounts:
         counts = cls()
         counts.order = list(state["order"])
         counts.workers = state["workers"]
+        counts.worker_processes = state.get("worker_processes", 0)
         counts.seconds.update(state["seconds"])
         for k, v in state["rows_in"].items():
             counts.rows_in[k].update(v)
