@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.corpus import write_corpus  # noqa: E402
 from bench.memory import PeakMemory  # noqa: E402
+from bench.run_ours import steal_seconds  # noqa: E402
 from curation.config import config_from_dict  # noqa: E402
 from curation.engine import default_workers  # noqa: E402
 from curation.io.reader import read_source  # noqa: E402
@@ -73,10 +74,11 @@ def as_reference_rows(conversations):
 def timed(fn):
     gc.collect()
     with PeakMemory() as mem:
-        t0 = time.perf_counter()
+        t0, steal0 = time.perf_counter(), steal_seconds()
         result = fn()
         seconds = time.perf_counter() - t0
-    return result, seconds, mem.peak
+    steal1 = steal_seconds()
+    return result, seconds, mem.peak, None if steal0 is None or steal1 is None else steal1 - steal0
 
 
 def ours(cfg_dict: dict, base_dir: Path, workers: int, one_core: bool = False, engine: str = "local") -> dict:
@@ -110,8 +112,9 @@ def bench_corpus(
     ref_mod = load_reference()
     ref_rows = as_reference_rows(convs)
     curator = ref_mod.TutorialCurator(tok)
-    _, secs, peak = timed(lambda: curator.filter_and_curate(ref_rows))
+    _, secs, peak, steal = timed(lambda: curator.filter_and_curate(ref_rows))
     out["reference"] = {
+        "vm_steal_seconds": steal,
         "seconds": secs,
         "rows": n_ref,
         "rows_per_s": n_ref / secs,
@@ -124,7 +127,7 @@ def bench_corpus(
             texts = tok.apply_chat_template(convs, tokenize=False)
             return tok(texts, add_special_tokens=False)["input_ids"]
 
-        _, secs, peak = timed(floor)
+        _, secs, peak, _ = timed(floor)
         out["floor"] = {
             "seconds": secs,
             "rows": n_ref,
@@ -170,6 +173,10 @@ def report(r: dict) -> None:
         print(text)
 
     line("reference (tutorial)", ref)
+    if ref.get("vm_steal_seconds") is not None:
+        print(
+            f"{'':4s}CPU time taken by the hypervisor (steal) during the run: {ref['vm_steal_seconds']:.1f} s"
+        )
     if floor:
         line("floor (render+tokenize)", floor)
     for k, d in r.items():
@@ -180,8 +187,14 @@ def report(r: dict) -> None:
             line(f"ours, {what} ({d['workers_used']} proc)", d)
             stages = ", ".join(f"{s} {v:.2f}s" for s, v in d["stage_seconds"].items() if s != "total")
             print(f"{'':4s}stages: {stages}")
+            steal = d.get("vm_steal_seconds")
             print(
                 f"{'':4s}kept {d['kept']:,}, rejected {d['rejected']:,}, quarantined {d['quarantined']:,}; counting: {d['token_counting']}"
+                + (
+                    f"; CPU time taken by the hypervisor (steal) during the run: {steal:.1f} s"
+                    if steal is not None
+                    else ""
+                )
             )
     one = r["ours_1w"]
     for k, d in r.items():
