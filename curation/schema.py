@@ -70,25 +70,33 @@ def check_messages(messages: list[dict], field: str = "messages") -> list[dict]:
     prev = None
     for i, m in enumerate(messages):
         role, content = m.get("role"), m.get("content")
-        where = f"{field}[{i}]"
-        if role not in ROLES:
-            raise RowError(f"{where}.role", f"unknown role {role!r}")
-        if not isinstance(content, str):
-            raise RowError(f"{where}.content", f"content is {type(content).__name__}, expected a string")
-        if not content.isascii() and _has_surrogates(content):
-            raise RowError(f"{where}.content", "invalid UTF-8 in text")
-        if role == "system" and i != 0:
-            raise RowError(f"{where}.role", "system turn after the start of the conversation")
-        if role == "assistant" and prev not in ("user", "tool"):
-            raise RowError(f"{where}.role", f"assistant turn after {prev or 'nothing'}")
-        if role == "user" and prev == "user":
-            raise RowError(f"{where}.role", "two user turns in a row")
-        if role == "tool" and prev not in ("assistant", "tool"):
-            raise RowError(f"{where}.role", f"tool turn after {prev or 'nothing'}")
+        problem = _turn_problem(i, role, content, prev)
+        if problem is not None:  # the message is only built for a bad row
+            part, reason = problem
+            raise RowError(f"{field}[{i}].{part}", reason)
         prev = role
     if not any(m["role"] == "assistant" for m in messages):
         raise RowError(field, "no assistant turn")
     return messages
+
+
+def _turn_problem(i: int, role, content, prev: str | None) -> tuple[str, str] | None:
+    """(field part, reason) of what is wrong with turn ``i``, or None."""
+    if role not in ROLES:
+        return "role", f"unknown role {role!r}"
+    if not isinstance(content, str):
+        return "content", f"content is {type(content).__name__}, expected a string"
+    if not content.isascii() and _has_surrogates(content):
+        return "content", "invalid UTF-8 in text"
+    if role == "system" and i != 0:
+        return "role", "system turn after the start of the conversation"
+    if role == "assistant" and prev not in ("user", "tool"):
+        return "role", f"assistant turn after {prev or 'nothing'}"
+    if role == "user" and prev == "user":
+        return "role", "two user turns in a row"
+    if role == "tool" and prev not in ("assistant", "tool"):
+        return "role", f"tool turn after {prev or 'nothing'}"
+    return None
 
 
 def _has_surrogates(text: str) -> bool:
