@@ -11,7 +11,7 @@ running one included); it runs a batch itself only when two are waiting for a wo
 workers are starting, or all busy) and, at the end, takes the batches no worker has started. So a
 small run is not held up by start-up. On a large input (``dedicated_reader``) it starts N workers
 and mostly reads: while it runs a batch it cannot hand out the next one, and at 1,000,000 rows
-its worker then waited ~20 s and the map phase took 12% longer; the reading shares the cores with
+its worker then waited ~20 s in all and the map phase took ~10% longer; the reading shares the cores with
 the workers instead.
 
 Workers are forked by a ``forkserver`` (a clean process that imported the stage modules once and
