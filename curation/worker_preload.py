@@ -4,6 +4,7 @@ Importing is all it does: no thread pool is started, so forking after it is safe
 """
 
 import numpy  # noqa: F401
+import pandas  # noqa: F401 - pyarrow imports it on its first array built from Python objects (~0.4 s)
 import polars  # noqa: F401
 import pyarrow  # noqa: F401
 import tiktoken  # noqa: F401

@@ -165,7 +165,7 @@ def test_a_template_that_edits_content_is_counted_exactly(tiny_tokenizer):
 def test_tiktoken_conversion_is_cached_and_a_bad_cache_entry_is_rebuilt(
     tiny_tokenizer, tmp_path, monkeypatch
 ):
-    from curation import fast_bpe
+    from curation import disk_cache, fast_bpe
 
     monkeypatch.setenv("SFT_CURATION_CACHE", str(tmp_path))
     backend = tiny_tokenizer._tokenizer
@@ -178,7 +178,7 @@ def test_tiktoken_conversion_is_cached_and_a_bad_cache_entry_is_rebuilt(
     entry.write_bytes(b"not a pickle")
     rebuilt = fast_bpe.tiktoken_encoder(backend)
     assert rebuilt.encode(text) == first.encode(text)
-    assert fast_bpe._load_cached(entry) is not None  # rewritten
+    assert disk_cache.load(entry) is not None  # rewritten
 
 
 def test_a_worker_copy_counts_the_same_without_building_the_rust_tokenizer(
@@ -196,3 +196,36 @@ def test_a_worker_copy_counts_the_same_without_building_the_rust_tokenizer(
     scores = worker.score(batch)  # (rows the piecewise plan cannot split build it on demand)
     for name, values in stage.score(batch).items():
         assert list(scores[name]) == list(values), name
+
+
+def test_a_local_tokenizer_folder_is_read_once_then_its_counter_comes_from_the_cache(
+    tiny_tokenizer_dir, tmp_path, monkeypatch
+):
+    import shutil
+
+    from curation import token_counter_cache
+
+    monkeypatch.setenv("SFT_CURATION_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "tok"
+    shutil.copytree(tiny_tokenizer_dir, folder)
+    loads = []
+    real_load = token_counter_cache.load_tokenizer
+    monkeypatch.setattr(
+        token_counter_cache, "load_tokenizer", lambda name: loads.append(name) or real_load(name)
+    )
+    cfg = LengthConfig(tokenizer=str(folder))
+    batch = batch_of(CONVERSATIONS)
+
+    first = LengthStage(cfg)
+    second = LengthStage(cfg)  # from the cache: no transformers tokenizer is loaded
+    assert loads == [str(folder)]
+    assert second.counter._hf is None
+    assert second.counter.backend == first.counter.backend == "tiktoken piecewise"
+    for name, values in first.score(batch).items():
+        assert list(second.score(batch)[name]) == list(values), name
+
+    # An edited tokenizer folder is read afresh.
+    config = folder / "tokenizer_config.json"
+    config.write_text(config.read_text() + "\n")
+    LengthStage(cfg)
+    assert loads == [str(folder), str(folder)]

@@ -20,12 +20,12 @@ class LengthStage(Stage):
 
     def __init__(self, cfg: LengthConfig | None = None, tokenizer=None):
         self.cfg = cfg or LengthConfig()
-        if tokenizer is None:
-            from curation.tokenizer import load_tokenizer
+        if tokenizer is None:  # the configured one, from its cached spec when it is a local folder
+            from curation.token_counter_cache import load_counter
 
-            tokenizer = load_tokenizer(self.cfg.tokenizer)
-        self.tokenizer = tokenizer
-        self.counter = TemplateTokenCounter(tokenizer)
+            self.counter = load_counter(self.cfg.tokenizer)
+        else:
+            self.counter = TemplateTokenCounter(tokenizer)
 
     def prepare(self, table):
         """One example conversation per distinct role sequence -> the counter's checked skeletons."""
@@ -57,7 +57,6 @@ class LengthStage(Stage):
 
     def __setstate__(self, state):
         self.cfg = state["cfg"]
-        self.tokenizer = None
         self.counter = TemplateTokenCounter(spec=state["spec"])
 
     @property
