@@ -6,13 +6,15 @@ are collected in submission order, so the output is identical for any number of 
 can be submitted while the sources are still being read, so reading overlaps with the stages.
 
 With ``workers = N > 1`` on a small input this process is one of the N: it starts N - 1 worker
-processes, reads ahead, and hands each batch to a worker with room (at most two queued, the
-running one included); it runs a batch itself only when two are waiting for a worker (while the
-workers are starting, or all busy) and, at the end, takes the batches no worker has started. So a
-small run is not held up by start-up. On a large input (``dedicated_reader``) it starts N workers
-and mostly reads: while it runs a batch it cannot hand out the next one, and at 1,000,000 rows
-its worker then waited ~20 s in all and the map phase took ~10% longer; the reading shares the cores with
-the workers instead.
+processes and reads. Each worker holds one batch at a time; when it finishes, the next waiting
+batch is handed to it at once (from the pool's result thread, even while this process is busy
+running a batch). This process runs a batch itself only when more than two are waiting (while
+the workers are starting, or all busy), the newest one; at the end it runs the waiting batches,
+newest first, until none is left, then collects the workers' last ones. So a small run is not
+held up by start-up, and both cores stay busy to the end. On a large input
+(``dedicated_reader``) it starts N workers, each holding two batches, and mostly reads: while it
+runs a batch it cannot hand out the next one, and at 1,000,000 rows its worker then waited ~20 s
+in all and the map phase took ~10% longer; the reading shares the cores with the workers instead.
 
 Workers are forked by a ``forkserver`` (a clean process that imported the stage modules once and
 never ran polars' thread pool: forking the caller itself is not safe once polars or the Rust
@@ -46,7 +48,6 @@ log = logging.getLogger(__name__)
 MIN_ROWS_PER_WORKER = 4_000
 DEDICATED_READER_ROWS = 20_000  # from this many rows on, N workers and this process reads
 MAX_IN_FLIGHT_PER_WORKER = 4  # batches waiting to be collected in order: bounds this process's memory
-QUEUED_PER_WORKER = 2  # batches queued at each worker (the one running included)
 BACKLOG = 2  # batches waiting for a worker before this process runs one itself
 
 _WORKER_STAGES: list[Stage] | None = None
@@ -109,8 +110,8 @@ def _init_worker(payload: bytes) -> None:
     _WORKER_STAGES = pickle.loads(payload)
 
 
-def _worker_run(data: bytes, states: list):
-    for stage, state in zip(_WORKER_STAGES, states, strict=True):
+def _worker_run(data: bytes, states: bytes):
+    for stage, state in zip(_WORKER_STAGES, pickle.loads(states), strict=True):
         if state is not None:
             stage.update_state(state)
     kept, steps = run_batch(_WORKER_STAGES, from_ipc(data))
@@ -164,17 +165,17 @@ def collect_steps(result, sink, counts: StageCounts, bars=None) -> None:
 
 
 class _Slot:
-    """One submitted batch: waiting (``batch``), given to a worker (``future``), or run here
-    (``result``)."""
+    """One submitted batch: waiting (``batch`` and its worker ``payload``), given to a worker
+    (``future``), or run here (``result``)."""
 
-    __slots__ = ("batch", "future", "result")
+    __slots__ = ("batch", "payload", "future", "result")
 
-    def __init__(self, batch: pa.Table):
-        self.batch, self.future, self.result = batch, None, None
+    def __init__(self, batch: pa.Table, payload: tuple[bytes, bytes]):
+        self.batch, self.payload, self.future, self.result = batch, payload, None, None
 
     def run_here(self, stages: list[Stage]) -> None:
         self.result = run_batch(stages, self.batch)
-        self.batch = None
+        self.batch = self.payload = None
 
     def ready(self) -> bool:
         return self.result is not None or (self.future is not None and self.future.done())
@@ -201,7 +202,8 @@ class LocalEngine:
         self.sink = sink if sink is not None else MemorySink(stages)
         self.worker_peak_rss_mb = 0.0  # the largest peak RSS any worker process reported
         self.pending: deque[_Slot] = deque()  # every batch not yet collected, in submission order
-        self.backlog: deque[_Slot] = deque()  # batches no process has started yet
+        self.waiting: deque[_Slot] = deque()  # batches no process has started yet
+        self.dedicated_reader = dedicated_reader
         self.bars = [
             tqdm(desc=s.name, unit=" rows", disable=None, leave=False, position=i)
             for i, s in enumerate(stages)
@@ -214,16 +216,42 @@ class LocalEngine:
             # This process is the N-th worker, unless the input is large enough for a reader of its own.
             self.pool_size = self.workers if dedicated_reader else self.workers - 1
             counts.worker_processes = self.pool_size
+            # A worker holds one batch (the others wait here, where this process can take them);
+            # with a dedicated reader, two (the reader never runs one, and the next is there at once).
+            self.in_pool_limit = self.pool_size * (2 if dedicated_reader else 1)
+            self.in_pool = 0
+            self._lock = threading.RLock()  # waiting, in_pool: shared with the pool's result thread
+            self._started = self._closing = False
             self.pool = ProcessPoolExecutor(
                 self.pool_size,
                 mp_context=worker_context(),
                 initializer=_init_worker,
                 initargs=(pickle.dumps(stages),),
             )
-            # Launching a worker blocks until it has read its start-up data: launch them from a
-            # thread, so that this process goes on reading the sources meanwhile.
-            self._launcher = threading.Thread(target=self.pool.submit, args=(os.getpid,), daemon=True)
+            # Launching a worker blocks until the fork server has started it: launch from a thread,
+            # which then hands out the batches read meanwhile; this process goes on reading.
+            self._launcher = threading.Thread(target=self._launch, daemon=True)
             self._launcher.start()
+
+    def _launch(self) -> None:
+        self.pool.submit(os.getpid)
+        with self._lock:
+            self._started = True
+            self._hand_out()
+
+    def _hand_out(self) -> None:
+        """Give waiting batches, oldest first, to workers with room (the lock held)."""
+        while self._started and not self._closing and self.waiting and self.in_pool < self.in_pool_limit:
+            slot = self.waiting.popleft()
+            self.in_pool += 1
+            slot.future = self.pool.submit(_worker_run, *slot.payload)
+            slot.batch = slot.payload = None
+            slot.future.add_done_callback(self._worker_done)
+
+    def _worker_done(self, _future) -> None:  # in the pool's result thread
+        with self._lock:
+            self.in_pool -= 1
+            self._hand_out()
 
     def submit(self, batch: pa.Table) -> None:
         t0 = time.perf_counter()
@@ -236,29 +264,27 @@ class LocalEngine:
         if self.pool is None:
             self._collect(run_batch(self.stages, batch))
             return
-        # Reading comes first: the batch waits in a short backlog for a worker; this process runs
-        # one itself only when the backlog is full (then the workers are all busy), so the
-        # workers never wait for this process to finish a batch before they get the next one.
-        slot = _Slot(batch)
+        # What the stages learn from this batch (e.g. chat-template skeletons) travels with it.
+        for stage in self.stages:
+            stage.prepare(batch)
+        states = pickle.dumps([stage.shared_state() for stage in self.stages])
+        slot = _Slot(batch, (to_ipc(batch), states))
         self.pending.append(slot)
-        self.backlog.append(slot)
-        self._dispatch()
-        if len(self.backlog) > BACKLOG:
-            self.backlog.popleft().run_here(self.stages)
+        with self._lock:
+            self.waiting.append(slot)
+            self._hand_out()
+        if not self.dedicated_reader and len(self.waiting) > BACKLOG:
+            self._run_newest_waiting()
         self._collect_ready()
 
-    def _dispatch(self) -> None:
-        """Hand backlog batches to the workers while they have room (started, queue not full)."""
-        while self.backlog and not self._launcher.is_alive():
-            queued = sum(s.future is not None and not s.future.done() for s in self.pending)
-            if queued >= QUEUED_PER_WORKER * self.pool_size:
-                return
-            slot = self.backlog.popleft()
-            for stage in self.stages:
-                stage.prepare(slot.batch)
-            states = [stage.shared_state() for stage in self.stages]
-            slot.future = self.pool.submit(_worker_run, to_ipc(slot.batch), states)
-            slot.batch = None
+    def _run_newest_waiting(self) -> bool:
+        """Run the newest batch no process has started here (False: there is none)."""
+        with self._lock:
+            slot = self.waiting.pop() if self.waiting else None
+        if slot is None:
+            return False
+        slot.run_here(self.stages)
+        return True
 
     def _collect_ready(self) -> None:
         """Collect finished batches in submission order (waiting when too many are in flight)."""
@@ -269,24 +295,27 @@ class LocalEngine:
 
     def _collect_next(self) -> None:
         """Collect the oldest batch (results stay in submission order): run it here if no worker
-        took it, else wait for its worker."""
-        slot = self.pending[0]
-        if slot.future is None and slot.result is None:
-            self.backlog.remove(slot)
+        has started it, else wait for its worker."""
+        slot = self.pending.popleft()
+        with self._lock:
+            mine = slot.future is None and slot.result is None
+            if mine:
+                self.waiting.remove(slot)
+        if mine:
             slot.run_here(self.stages)
-        self.pending.popleft()
-        self._collect(_from_worker(slot.future.result(), self) if slot.future is not None else slot.result)
+        result = slot.result if slot.future is None else _from_worker(slot.future.result(), self)
+        slot.result = slot.future = None
+        self._collect(result)
 
     def _collect(self, result) -> None:
         collect_steps(result, self.sink, self.counts, self.bars)
 
     def finish(self, empty: pa.Table):
         try:
-            while self.backlog:  # the rest of the batches: to a worker with room, else here
-                self._dispatch()
-                if self.backlog:
-                    self.backlog.pop().run_here(self.stages)  # the newest: the oldest may go to a worker
-                self._collect_ready()
+            if self.pool is not None:
+                # The waiting batches run here, newest first, while the workers take the oldest.
+                while self._run_newest_waiting():
+                    self._collect_ready()
             while self.pending:
                 self._collect_next()
         finally:
@@ -304,6 +333,8 @@ class LocalEngine:
         for bar in self.bars:
             bar.close()
         if self.pool is not None:
+            with self._lock:
+                self._closing = True  # no more hand-outs from the result thread
             self._launcher.join()
             self.pool.shutdown(cancel_futures=True)
             self.pool = None
