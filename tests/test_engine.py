@@ -63,3 +63,14 @@ def test_map_stages_in_memory_matches_stage_by_stage(tiny_tokenizer_dir):
     assert kept["id"].to_pylist() == expected_kept["id"].to_pylist()
     assert [r for part in rejected for r in part["reject_reason"].to_pylist()] == reasons
     assert sum(sum(c.values()) for c in counts.removed["empty"].values()) == 1
+
+
+def test_the_worker_preload_keeps_pandas_out_and_arrow_still_builds_arrays():
+    code = (
+        "import sys, curation.worker_preload, pyarrow as pa, polars as pl\n"
+        "assert pa.array(['a', None]).null_count == 1\n"
+        "assert pl.from_arrow(pa.table({'x': [1, 2]})).height == 2\n"
+        "assert 'pandas' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
