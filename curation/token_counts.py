@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 from curation.fast_bpe import tiktoken_encoder
 from curation.template_analysis import content_is_verbatim
@@ -121,6 +122,7 @@ class TemplateTokenCounter:
         self._compiled = None  # the Jinja template, compiled on first use
         self._skeletons = spec.skeletons
         self._checked = spec.checked
+        self.layouts: dict = {}  # role sequence -> columnar_counts layout (None: per-row path)
         self.verbatim = content_is_verbatim(spec.chat_template or "")
         if not piecewise:
             self.piecewise = False
@@ -193,6 +195,22 @@ class TemplateTokenCounter:
             exact_rows = self._count_piecewise(rendered, out)
         if exact_rows:
             self._count_exact([rendered[i] for i in exact_rows], out, exact_rows)
+        return out
+
+    def count_arrow(self, messages) -> TokenCounts:
+        """``count`` for an Arrow column of conversations: on columns (columnar_counts) where the
+        template allows, per row for the rest."""
+        from curation.columnar_counts import count_columnar
+
+        n = len(messages)
+        out = TokenCounts(*(np.zeros(n, dtype=np.int64) for _ in range(3)), np.full(n, -1, dtype=np.int64))
+        if n == 0:
+            return out
+        rest = count_columnar(self, messages, out) if self.piecewise and self.verbatim else np.arange(n)
+        if len(rest):
+            counted = self.count(messages.take(pa.array(rest)).to_pylist())
+            for name in ("prompt_tokens", "completion_tokens", "total_tokens", "first_completion_token"):
+                getattr(out, name)[rest] = getattr(counted, name)
         return out
 
     def render_with_spans(self, conversations: list[list[dict]]) -> list[tuple[str, list | None]]:

@@ -229,3 +229,78 @@ def test_a_local_tokenizer_folder_is_read_once_then_its_counter_comes_from_the_c
     config.write_text(config.read_text() + "\n")
     LengthStage(cfg)
     assert loads == [str(folder), str(folder)]
+
+
+# -- the columnar path (columnar_counts) against the per-row path ------------------------------
+
+piece_text = st.one_of(
+    text,
+    st.sampled_from(
+        ["", " ", "  lead", "\nnewline first", "\ttab", "\x1cfile sep", "<|im_end|>", "a<|im_start|>b"]
+    ),
+)
+
+
+def _fields(counts):
+    return [
+        list(getattr(counts, f))
+        for f in ("prompt_tokens", "completion_tokens", "total_tokens", "first_completion_token")
+    ]
+
+
+def _arrow(conversations):
+    import pyarrow as pa
+
+    from curation.schema import RECORD_SCHEMA
+
+    return pa.array(conversations, RECORD_SCHEMA.field("messages").type)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.lists(st.tuples(piece_text, piece_text), min_size=1, max_size=3), st.booleans(), text),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_columnar_counts_equal_the_per_row_counts(tiny_tokenizer, rows):
+    conversations = [
+        chat(*[x for pair in pairs for x in pair], system=system if with_system else None)
+        for pairs, with_system, system in rows
+    ]
+    columnar = TemplateTokenCounter(tiny_tokenizer)
+    per_row = TemplateTokenCounter(tiny_tokenizer)
+    assert _fields(columnar.count_arrow(_arrow(conversations))) == _fields(per_row.count(conversations))
+
+
+def test_columnar_counts_take_the_common_rows_off_the_per_row_path(tiny_tokenizer, monkeypatch):
+    from curation import columnar_counts
+
+    counter = TemplateTokenCounter(tiny_tokenizer)
+    batch = _arrow(CONVERSATIONS * 3)
+    per_row_rows = []
+    real_count = counter.count
+    monkeypatch.setattr(counter, "count", lambda convs: per_row_rows.append(len(convs)) or real_count(convs))
+    counts = counter.count_arrow(batch)
+    assert _fields(counts) == _fields(TemplateTokenCounter(tiny_tokenizer).count(CONVERSATIONS * 3))
+    # Only the rows the per-row plan must handle: an empty answer, an answer led by whitespace.
+    assert per_row_rows == [6]
+    assert columnar_counts.layout(counter, ("user", "assistant")) is not None
+
+
+def test_columnar_counts_on_the_real_data_equal_the_per_row_counts():
+    from tests.conftest import shared
+
+    path = shared("hh-rlhf/test.jsonl.gz")
+    from curation.config import config_from_dict
+    from curation.io.reader import read_source
+    from curation.token_counter_cache import load_counter
+
+    try:
+        counter = load_counter(None)
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"default tokenizer unavailable: {e}")
+    source = config_from_dict({"sources": [{"name": "hh", "path": str(path)}]}).sources[0]
+    messages = read_source(source, None).records["messages"].slice(0, 600)
+    assert _fields(counter.count_arrow(messages)) == _fields(load_counter(None).count(messages.to_pylist()))

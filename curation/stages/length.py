@@ -64,7 +64,7 @@ class LengthStage(Stage):
         return self.counter.spec
 
     def score(self, batch):
-        counts = self.counter.count(batch["messages"].to_pylist())
+        counts = self.counter.count_arrow(batch["messages"])
         return {
             "prompt_tokens": counts.prompt_tokens,
             "completion_tokens": counts.completion_tokens,
