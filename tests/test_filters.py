@@ -1,7 +1,12 @@
 """Each filter with rows it must reject and rows it must keep, multi-turn included."""
 
+import re
+
 import numpy as np
+import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from curation.config import LanguageConfig, RefusalConfig, TruncationConfig
 from curation.stages import (
@@ -218,3 +223,23 @@ def test_empty_keep_list_keeps_everything():
     assert reasons(stage, ["La capital de Francia es París, una ciudad famosa por la Torre Eiffel."]) == [
         None
     ]
+
+
+# -- the one-pass regex helpers the stages use, against the per-match forms they replace ---------
+
+spaced_text = st.text(
+    alphabet=st.sampled_from(list("ab é東\t\n\r\x0b\x0c\x85\xa0\u2003\u3000  1.,!")), min_size=0, max_size=40
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(spaced_text, min_size=1, max_size=8), st.integers(0, 70))
+def test_one_pass_text_helpers_equal_the_per_match_forms(texts, n):
+    from curation.stages.turns import has_letters, has_words, single_spaced
+
+    s = pl.Series("t", texts, dtype=pl.String)
+    df = pl.DataFrame({"t": s})
+    assert df.select(single_spaced(pl.col("t")))["t"].to_list() == [re.sub(r"\s+", " ", t) for t in texts]
+    assert df.select(has_words(pl.col("t"), n)).to_series().to_list() == [len(t.split()) >= n for t in texts]
+    letters = [sum(ch.isalpha() for ch in t) for t in texts]
+    assert df.select(has_letters(pl.col("t"), n)).to_series().to_list() == [k >= n for k in letters]

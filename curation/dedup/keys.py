@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from curation.stages.turns import turns
+from curation.stages.turns import single_spaced, turns
 
 KEYS = ("conversation", "prompt", "prompts", "response")
 
@@ -32,7 +32,7 @@ def key_texts(table: pa.Table, key: str = "conversation") -> pl.Series:
     # Stay in polars (no Python list of every text): one row per input row, "" when no turn.
     every = pl.DataFrame({"row": np.arange(table.num_rows)}).cast({"row": joined["row"].dtype})
     text = every.join(joined, on="row", how="left", maintain_order="left")["text"].fill_null("")
-    return nfkc(text.alias("key")).str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+    return single_spaced(nfkc(text.alias("key")).str.to_lowercase()).str.strip_chars()
 
 
 def nfkc(texts: pl.Series) -> pl.Series:

@@ -12,7 +12,7 @@ import polars as pl
 from curation.config import LanguageConfig
 from curation.langid import detect_fasttext
 from curation.stages.base import Stage
-from curation.stages.turns import CODE_FENCE_RE, turns
+from curation.stages.turns import CODE_FENCE_RE, has_letters, single_spaced, turns
 
 
 class LanguageStage(Stage):
@@ -43,15 +43,15 @@ class LanguageStage(Stage):
                 "row",
                 content=pl.concat_str([pl.col("a").fill_null(""), pl.col("u").fill_null("")], separator=" ")
                 .str.replace_all(CODE_FENCE_RE, " ")
-                .str.replace_all(r"\s+", " ")
+                .pipe(single_spaced)
                 .str.strip_chars()
                 .str.slice(0, self.cfg.max_chars),
             )
-            .with_columns(letters=pl.col("content").str.count_matches(r"\p{L}"))
+            .with_columns(enough_letters=has_letters(pl.col("content"), self.cfg.min_letters))
         )
         langs = np.full(n, "und", dtype=object)
         scores = np.zeros(n)
-        judged = text.filter(pl.col("letters") >= self.cfg.min_letters)
+        judged = text.filter(pl.col("enough_letters"))
         if judged.height:
             found, conf = self.backend(judged["content"].to_list())
             rows = judged["row"].to_numpy()

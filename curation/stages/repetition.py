@@ -25,7 +25,7 @@ import polars as pl
 
 from curation.config import RepetitionConfig
 from curation.stages.base import Stage
-from curation.stages.turns import CODE_FENCE_RE, turns
+from curation.stages.turns import CODE_FENCE_RE, has_words, single_spaced, turns
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 TOP_NS = (2, 3, 4)
@@ -43,7 +43,7 @@ def repetition_scores(texts: list[str] | pl.Series, min_words: int) -> dict[str,
     docs = pl.DataFrame({"text": pl.Series(texts, dtype=pl.String)}).with_row_index("doc")
     docs = docs.with_columns(pl.col("text").str.replace_all(CODE_FENCE_RE, " "))
     # Only texts long enough to be scored are split into lines and words.
-    docs = docs.filter(pl.col("text").str.count_matches(r"\S+") >= min_words)
+    docs = docs.filter(has_words(pl.col("text"), min_words))
     out = {k: np.full(n_docs, np.nan) for k in _score_names()}
 
     # Lines.
@@ -52,8 +52,9 @@ def repetition_scores(texts: list[str] | pl.Series, min_words: int) -> dict[str,
         .explode("line")
         .with_columns(pl.col("line").str.strip_chars())
         .filter(pl.col("line") != "")
-        .with_columns(chars=pl.col("line").str.len_chars(), repeat=pl.col("line").is_duplicated().over("doc"))
-        .with_columns(first=pl.int_range(pl.len()).over(["doc", "line"]) == 0)
+        .with_columns(
+            chars=pl.col("line").str.len_chars(), first=pl.struct("doc", "line").is_first_distinct()
+        )
     )
     line_stats = lines.group_by("doc").agg(
         n=pl.len(),
@@ -64,9 +65,11 @@ def repetition_scores(texts: list[str] | pl.Series, min_words: int) -> dict[str,
 
     # Words, flattened over the batch: doc ids are contiguous and positions ascend within a doc.
     words = (
-        docs.select("doc", word=pl.col("text").str.to_lowercase().str.extract_all(r"\S+"))
+        docs.select(
+            "doc", word=single_spaced(pl.col("text").str.to_lowercase()).str.strip_chars(" ").str.split(" ")
+        )
         .explode("word")
-        .drop_nulls("word")
+        .filter(pl.col("word") != "")
         .with_columns(h=pl.col("word").hash(seed=7), wlen=pl.col("word").str.len_chars())
     )
     doc = words["doc"].to_numpy().astype(np.int64)

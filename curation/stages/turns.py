@@ -10,6 +10,38 @@ import pyarrow.compute as pc
 # Fenced code blocks (closed ones) are not prose: repetition and language id skip them.
 CODE_FENCE_RE = r"(?s)```.*?```"
 
+# Regexes that find what they look for in one pass instead of matching every word or character:
+# polars pays per match, so counting the words of a text to compare with a threshold, or
+# replacing every whitespace run, costs ~5x more than these.
+
+
+def single_spaced(text: pl.Expr) -> pl.Expr:
+    r"""``text`` with every whitespace run as one space (as ``replace_all(r"\s+", " ")``), matching
+    only the runs that change: two or more whitespace characters, or one that is not a space."""
+    return text.str.replace_all(r"\s{2,}|[\s--\x20]", " ")
+
+
+# Above this count the repeated pattern makes a regex automaton too large: count the matches.
+_MAX_REPEAT = 64
+
+
+def has_words(text: pl.Expr, n: int) -> pl.Expr:
+    """Whether ``text`` has at least ``n`` words (runs of non-whitespace)."""
+    if n <= 0:
+        return text.str.len_bytes() >= 0  # True (null stays null), one value per row
+    if n > _MAX_REPEAT:
+        return text.str.count_matches(r"\S+") >= n
+    return text.str.contains(rf"(?:\S+\s+){{{n - 1}}}\S")
+
+
+def has_letters(text: pl.Expr, n: int) -> pl.Expr:
+    """Whether ``text`` has at least ``n`` letters."""
+    if n <= 0:
+        return text.str.len_bytes() >= 0  # True (null stays null), one value per row
+    if n > _MAX_REPEAT:
+        return text.str.count_matches(r"\p{L}") >= n
+    return text.str.contains(rf"(?:\p{{L}}\P{{L}}*){{{n}}}")
+
 
 def turns(batch: pa.Table, roles: tuple[str, ...] | None = ("assistant",)) -> pl.DataFrame:
     """DataFrame with columns row (index in batch), turn (index in conversation), role, content.
