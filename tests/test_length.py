@@ -193,7 +193,9 @@ def test_a_worker_copy_counts_the_same_without_building_the_rust_tokenizer(
     worker = pickle.loads(pickle.dumps(stage))  # what a worker process or Ray actor gets
     assert worker.counter.backend == "tiktoken piecewise"
     assert worker.counter._backend_tok is None  # started from the verified tiktoken conversion
-    scores = worker.score(batch)  # (rows the piecewise plan cannot split build it on demand)
+    scores = worker.score(batch)
+    assert worker.counter.exact_with_tiktoken  # rows the piecewise plan cannot split: tiktoken + offsets
+    assert worker.counter._backend_tok is None
     for name, values in stage.score(batch).items():
         assert list(scores[name]) == list(values), name
 
