@@ -9,8 +9,9 @@ With ``workers = N > 1`` on a small input this process is one of the N: it start
 processes and reads. Each worker holds one batch at a time; when it finishes, the next waiting
 batch is handed to it at once (from the pool's result thread, even while this process is busy
 running a batch). This process runs a batch itself only when more than two are waiting (while
-the workers are starting, or all busy), the newest one; at the end it runs the waiting batches,
-newest first, until none is left, then collects the workers' last ones. So a small run is not
+the workers are starting, or all busy), the newest one. At the end it runs the waiting batches,
+newest first, each halved first (the first half goes back to wait for a worker), until none is
+left, then collects the workers' last ones. So a small run is not
 held up by start-up, and both cores stay busy to the end. On a large input
 (``dedicated_reader``) it starts N workers, each holding two batches, and mostly reads: while it
 runs a batch it cannot hand out the next one, and at 1,000,000 rows its worker then waited ~20 s
@@ -49,6 +50,7 @@ MIN_ROWS_PER_WORKER = 4_000
 DEDICATED_READER_ROWS = 20_000  # from this many rows on, N workers and this process reads
 MAX_IN_FLIGHT_PER_WORKER = 4  # batches waiting to be collected in order: bounds this process's memory
 BACKLOG = 2  # batches waiting for a worker before this process runs one itself
+MIN_SPLIT_ROWS = 256  # at the end of a run, batches of twice this many rows or more are halved
 
 _WORKER_STAGES: list[Stage] | None = None
 
@@ -277,12 +279,22 @@ class LocalEngine:
             self._run_newest_waiting()
         self._collect_ready()
 
-    def _run_newest_waiting(self) -> bool:
-        """Run the newest batch no process has started here (False: there is none)."""
+    def _run_newest_waiting(self, split: bool = False) -> bool:
+        """Run the newest batch no process has started here (False: there is none). With
+        ``split`` (the last batches of a run), a large one is halved first: its first half goes
+        back to wait for a worker, so that the processes finish at nearly the same time."""
         with self._lock:
             slot = self.waiting.pop() if self.waiting else None
         if slot is None:
             return False
+        if split and slot.batch.num_rows >= 2 * MIN_SPLIT_ROWS:
+            half = slot.batch.num_rows // 2
+            first = _Slot(slot.batch.slice(0, half), (to_ipc(slot.batch.slice(0, half)), slot.payload[1]))
+            slot.batch, slot.payload = slot.batch.slice(half), None
+            self.pending.insert(self.pending.index(slot), first)
+            with self._lock:
+                self.waiting.append(first)
+                self._hand_out()
         slot.run_here(self.stages)
         return True
 
@@ -313,8 +325,9 @@ class LocalEngine:
     def finish(self, empty: pa.Table):
         try:
             if self.pool is not None:
-                # The waiting batches run here, newest first, while the workers take the oldest.
-                while self._run_newest_waiting():
+                # The waiting batches run here, newest first and halved, while the workers take
+                # the oldest.
+                while self._run_newest_waiting(split=True):
                     self._collect_ready()
             while self.pending:
                 self._collect_next()
