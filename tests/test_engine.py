@@ -65,12 +65,33 @@ def test_map_stages_in_memory_matches_stage_by_stage(tiny_tokenizer_dir):
     assert sum(sum(c.values()) for c in counts.removed["empty"].values()) == 1
 
 
-def test_the_worker_preload_keeps_pandas_out_and_arrow_still_builds_arrays():
+def test_a_worker_keeps_pandas_out_and_arrow_still_builds_arrays():
     code = (
-        "import sys, curation.worker_preload, pyarrow as pa, polars as pl\n"
+        "import sys, pickle, pyarrow as pa, polars as pl\n"
+        "from curation.engine import _init_worker\n"
+        "_init_worker(pickle.dumps([]))\n"
         "assert pa.array(['a', None]).null_count == 1\n"
         "assert pl.from_arrow(pa.table({'x': [1, 2]})).height == 2\n"
         "assert 'pandas' not in sys.modules\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_workers_run_under_a_main_script_that_imports_pandas(tmp_path):
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "import pandas\n"
+        "from curation.config import StagesConfig\n"
+        "from curation.engine import map_stages\n"
+        "from curation.stages import StageCounts, build_map_stages\n"
+        "from tests.helpers import batch_of, chat\n"
+        "if __name__ == '__main__':\n"
+        "    rows = [chat(f'Question {i}?', f'Answer number {i}, in a full sentence.') for i in range(9000)]\n"
+        "    kept, _ = map_stages(build_map_stages(StagesConfig()), batch_of(rows), StageCounts(), workers=2)\n"
+        "    assert kept.num_rows == 9000, kept.num_rows\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
