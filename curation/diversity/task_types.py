@@ -76,7 +76,9 @@ def load_rules(path: str | Path | None = None) -> TaskRules:
             raise ConfigError(f"task-type rules {path}: {e.strerror}") from e
         where = str(path)
     try:
-        data = yaml.safe_load(text) or {}
+        data = (
+            yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+        )  # libyaml: ~10x faster
     except yaml.YAMLError as e:
         raise ConfigError(f"task-type rules {where}: not valid YAML: {e}") from e
     if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
