@@ -4,14 +4,16 @@
     python -m bench.curate --rows 20000    # a smaller generated corpus
     python -m bench.curate --no-real       # generated corpus only
 
-For each corpus it prints, measured in this one run:
+For each corpus it prints, measured in this one run (on the real data, in 5 interleaved rounds:
+the ratios are the medians of the ratios within each round, as this VM's speed drifts):
   * reference: ../shared/baselines/tutorial_curator.py (per-row tokenizer calls, regex checks, md5
     dedup) on the same rows, already in memory (it does not read files or write output);
   * the floor: rendering the same conversations through the chat template and tokenizing them,
     each in one batch call (apply_chat_template(tokenize=False), then tokenizer(texts));
-  * ours: the whole curate run as a user runs it (python start-up and imports included): reading
-    the files, every stage, writing shards + manifest, with 1 worker and with all cores, each in a
-    fresh process so that its peak RSS is its own; and the time each stage took.
+  * ours: the whole curate run as a user runs it: loading the tokenizer, reading the files, every
+    stage, writing shards + manifest, with 1 worker and with all cores, each in a fresh process so
+    that its peak RSS is its own (python start-up and module imports are not timed, as the
+    reference's are not; the worker processes' start-up is); and the time each stage took.
 rows/s, the ratios ours/reference and ours/floor, and peak RSS (ours: the main process; the
 worker processes together are listed separately).
 """
@@ -22,9 +24,11 @@ import argparse
 import gc
 import importlib.util
 import json
+import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +75,12 @@ def as_reference_rows(conversations):
     ]
 
 
+def render_and_tokenize(tok, convs):
+    """The floor: render every conversation, then tokenize them all, each in one batch call."""
+    texts = tok.apply_chat_template(convs, tokenize=False)
+    return tok(texts, add_special_tokens=False)["input_ids"]
+
+
 def timed(fn):
     gc.collect()
     with PeakMemory() as mem:
@@ -97,57 +107,71 @@ def bench_corpus(
     workers_all: int,
     sample_sources: list[dict] | None = None,
     ray: bool = False,
+    rounds: int = 1,
 ) -> dict:
     """Reference (and the floor, when the whole corpus is measured) on the rows of
-    ``sample_sources`` (default: the corpus itself), then our runs on the whole corpus."""
+    ``sample_sources`` (default: the corpus itself), then our runs on the whole corpus.
+
+    With ``rounds > 1`` the measurements are interleaved: each round runs the reference, the floor
+    and our runs once, back to back. This VM's speed drifts by up to 2x within minutes, so a ratio
+    is taken within each round, and the table shows each run's median and the median ratio."""
     cfg_dict = {"run_name": "bench", "report": False, "sources": sources}
-    tok = load_tokenizer(None)
     convs = []
     for s in sample_sources or sources:
         cfg = config_from_dict({"sources": [s]}, base_dir=base_dir)
         convs += read_source(cfg.sources[0], base_dir).records["messages"].to_pylist()
     n_ref = len(convs)
-    out = {"corpus": label, "sampled": sample_sources is not None}
-
     ref_mod = load_reference()
     ref_rows = as_reference_rows(convs)
-    curator = ref_mod.TutorialCurator(tok)
-    _, secs, peak, steal = timed(lambda: curator.filter_and_curate(ref_rows))
-    out["reference"] = {
-        "vm_steal_seconds": steal,
-        "seconds": secs,
-        "rows": n_ref,
-        "rows_per_s": n_ref / secs,
-        "peak_rss_mb": peak / 2**20,
-    }
-
-    if sample_sources is None:
-
-        def floor():
-            texts = tok.apply_chat_template(convs, tokenize=False)
-            return tok(texts, add_special_tokens=False)["input_ids"]
-
-        _, secs, peak, _ = timed(floor)
-        out["floor"] = {
-            "seconds": secs,
-            "rows": n_ref,
-            "rows_per_s": n_ref / secs,
-            "peak_rss_mb": peak / 2**20,
-        }
+    runs = [("ours_1w", 1, True, "local"), (f"ours_{workers_all}w", workers_all, False, "local")]
+    runs = [r for r in runs if not (workers_all == 1 and r[0] != "ours_1w")]
+    measured: dict[str, list[dict]] = {}
+    for i in range(rounds):
+        if rounds > 1:
+            print(f"  round {i + 1}/{rounds}", flush=True)
+        # A tokenizer loaded afresh (untimed) for each timing: its word cache starts empty, as in a
+        # real run, and a second pass over the same rows is not measured warm.
+        curator = ref_mod.TutorialCurator(load_tokenizer(None))
+        _, secs, peak, steal = timed(partial(curator.filter_and_curate, ref_rows))
+        del curator
+        measured.setdefault("reference", []).append(
+            {"vm_steal_seconds": steal, "seconds": secs, "rows": n_ref, "peak_rss_mb": peak / 2**20}
+        )
+        print(f"  reference: {secs:.1f} s", flush=True)
+        if sample_sources is None:
+            _, secs, peak, _ = timed(partial(render_and_tokenize, load_tokenizer(None), convs))
+            measured.setdefault("floor", []).append(
+                {"seconds": secs, "rows": n_ref, "peak_rss_mb": peak / 2**20}
+            )
+        gc.collect()
+        for key, workers, one_core, engine in runs:
+            d = ours(cfg_dict, base_dir, workers, one_core, engine)
+            measured.setdefault(key, []).append(d)
+            print(f"  {key}: {d['seconds']:.1f} s", flush=True)
+    if ray:
+        d = ours(cfg_dict, base_dir, workers_all, False, "ray")
+        measured["ours_ray"] = [d]
+        print(f"  ours_ray: {d['seconds']:.1f} s", flush=True)
     ref_rows.clear()
     convs.clear()
     gc.collect()
 
-    runs = [("ours_1w", 1, True, "local"), (f"ours_{workers_all}w", workers_all, False, "local")]
-    if ray:
-        runs.append(("ours_ray", workers_all, False, "ray"))
-    for key, workers, one_core, engine in runs:
-        if workers_all == 1 and key != "ours_1w" and engine == "local":
-            continue
-        d = ours(cfg_dict, base_dir, workers, one_core, engine)
-        d["rows_per_s"] = d["input"] / d["seconds"]
+    out = {"corpus": label, "sampled": sample_sources is not None, "rounds": rounds}
+    for key, values in measured.items():
+        d = dict(sorted(values, key=lambda v: v["seconds"])[len(values) // 2])  # the median run
+        d["seconds_each_round"] = [v["seconds"] for v in values]
+        d["rows_per_s"] = (d.get("input") or d["rows"]) / d["seconds"]
         out[key] = d
-        print(f"  {key}: {d['seconds']:.1f} s", flush=True)
+    # Ratios within each round (same machine state), then their median.
+    for key in measured:
+        for base in ("reference", "floor"):
+            if key == base or base not in measured or len(measured[key]) != len(measured[base]):
+                continue
+            per_round = [
+                b["seconds"] / v["seconds"] for v, b in zip(measured[key], measured[base], strict=True)
+            ]
+            out[key][f"vs_{base}_each_round"] = per_round
+            out[key][f"vs_{base}"] = statistics.median(per_round)
     out["rows"] = out["ours_1w"]["input"]
     print(f"\n== {label}: {out['rows']:,} conversations ==", flush=True)
     report(out)
@@ -158,18 +182,28 @@ def report(r: dict) -> None:
     ref, floor = r["reference"], r.get("floor")
     if r.get("sampled"):
         print(f"(reference measured on the first {ref['rows']:,} of the rows; the floor is not measured)")
+    if r.get("rounds", 1) > 1:
+        print(
+            f"({r['rounds']} interleaved rounds: each line is the median run; the ratios are the medians "
+            "of the ratios within each round)"
+        )
     head = (
         f"{'':34s}{'seconds':>9s}{'rows/s':>10s}{'peak RSS MB':>13s}{'+workers MB':>12s}{'vs reference':>14s}"
     )
     print(head + (f"{'vs floor':>10s}" if floor else ""))
 
+    def ratio(d, base, key):
+        if d is base:
+            return 1.0
+        return d.get(key, d["rows_per_s"] / base["rows_per_s"])
+
     def line(name, d):
         text = (
             f"{name:34s}{d['seconds']:9.2f}{d['rows_per_s']:10,.0f}{d['peak_rss_mb']:13,.0f}"
-            f"{d.get('worker_peak_rss_mb', 0):12,.0f}{d['rows_per_s'] / ref['rows_per_s']:13.2f}x"
+            f"{d.get('worker_peak_rss_mb', 0):12,.0f}{ratio(d, ref, 'vs_reference'):13.2f}x"
         )
         if floor:
-            text += f"{d['rows_per_s'] / floor['rows_per_s']:9.2f}x"
+            text += f"{ratio(d, floor, 'vs_floor'):9.2f}x"
         print(text)
 
     line("reference (tutorial)", ref)
@@ -196,6 +230,12 @@ def report(r: dict) -> None:
                     else ""
                 )
             )
+            if len(d.get("seconds_each_round", [])) > 1:
+                rounds = ", ".join(f"{x:.2f}" for x in d["seconds_each_round"])
+                vs = ", ".join(f"{x:.2f}x" for x in d.get("vs_reference_each_round", []))
+                print(f"{'':4s}each round: {rounds} s; vs the reference in the same round: {vs}")
+    if len(ref.get("seconds_each_round", [])) > 1:
+        print(f"{'':4s}reference, each round: {', '.join(f'{x:.2f}' for x in ref['seconds_each_round'])} s")
     one = r["ours_1w"]
     for k, d in r.items():
         if k.startswith("ours_") and k != "ours_1w":
@@ -223,6 +263,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=default_workers(), help="'all cores' setting")
     p.add_argument("--reference-rows", type=int, default=100_000, help="the reference runs on this many rows")
     p.add_argument("--no-ray", action="store_true", help="skip the Ray engine run")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds on the real data")
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "curate.json")
     args = p.parse_args()
     ray = not args.no_ray and importlib.util.find_spec("ray") is not None
@@ -230,7 +271,14 @@ def main() -> None:
     if not args.no_real:
         if (SHARED / "data").exists():
             results.append(
-                bench_corpus("real data (../shared/data)", REAL_SOURCES, SHARED, args.workers, ray=ray)
+                bench_corpus(
+                    "real data (../shared/data)",
+                    REAL_SOURCES,
+                    SHARED,
+                    args.workers,
+                    ray=ray,
+                    rounds=args.rounds,
+                )
             )
         else:
             print(f"skipping real data: {SHARED / 'data'} not found")
