@@ -25,22 +25,22 @@ def single_spaced(text: pl.Expr) -> pl.Expr:
 _MAX_REPEAT = 64
 
 
-def has_words(text: pl.Expr, n: int) -> pl.Expr:
-    """Whether ``text`` has at least ``n`` words (runs of non-whitespace)."""
+def _at_least(text: pl.Expr, n: int, unit: str, n_units) -> pl.Expr:
     if n <= 0:
         return text.str.len_bytes() >= 0  # True (null stays null), one value per row
     if n > _MAX_REPEAT:
-        return text.str.count_matches(r"\S+") >= n
-    return text.str.contains(rf"(?:\S+\s+){{{n - 1}}}\S")
+        return text.str.count_matches(unit) >= n
+    return text.str.contains(n_units(n))
+
+
+def has_words(text: pl.Expr, n: int) -> pl.Expr:
+    """Whether ``text`` has at least ``n`` words (runs of non-whitespace)."""
+    return _at_least(text, n, r"\S+", lambda k: rf"(?:\S+\s+){{{k - 1}}}\S")
 
 
 def has_letters(text: pl.Expr, n: int) -> pl.Expr:
     """Whether ``text`` has at least ``n`` letters."""
-    if n <= 0:
-        return text.str.len_bytes() >= 0  # True (null stays null), one value per row
-    if n > _MAX_REPEAT:
-        return text.str.count_matches(r"\p{L}") >= n
-    return text.str.contains(rf"(?:\p{{L}}\P{{L}}*){{{n}}}")
+    return _at_least(text, n, r"\p{L}", lambda k: rf"(?:\p{{L}}\P{{L}}*){{{k}}}")
 
 
 def turns(batch: pa.Table, roles: tuple[str, ...] | None = ("assistant",)) -> pl.DataFrame:
