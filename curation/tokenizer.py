@@ -57,13 +57,58 @@ def default_tokenizer_dir() -> Path:
     target = cache_root() / "smollm2-135m-instruct" / "tokenizer"
     if (target / "tokenizer.json").is_file():
         return target
-    from transformers import AutoTokenizer
-
     gguf = smollm2_gguf()
     log.info("converting the %s tokenizer from %s (once) into %s", DEFAULT_MODEL_NAME, gguf, target)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if importlib.util.find_spec("torch") is not None:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    else:
+        tok = gguf_tokenizer_without_torch(gguf)
     _atomic_save(target, tok.save_pretrained)
     return target
+
+
+# transformers' GGUF special-token keys (transformers.integrations.gguf.gguf_tokenizer_mapping).
+_GGUF_SPECIAL_TOKENS = {
+    "bos_token": "bos_token_id",
+    "eos_token": "eos_token_id",
+    "unk_token": "unknown_token_id",
+    "pad_token": "padding_token_id",
+}
+
+
+def gguf_tokenizer_without_torch(gguf: Path):
+    """The tokenizer of a GGUF file, as ``AutoTokenizer.from_pretrained(gguf_file=...)`` builds it,
+    on a machine without PyTorch: transformers' GGUF metadata reader imports torch, which curation
+    does not otherwise need. The metadata is read with the ``gguf`` package; the conversion is
+    transformers' own GGUF tokenizer mapping (a test checks both give the same tokenizer)."""
+    from gguf import GGUFReader
+    from transformers import PreTrainedTokenizerFast
+    from transformers.integrations.gguf.gguf_tokenizer_mapping import (
+        GGUF_TOKENIZER_MAPPING,
+        convert_gguf_tokenizer,
+    )
+
+    meta = {
+        key: field.contents()
+        for key, field in GGUFReader(str(gguf)).fields.items()
+        if key.startswith("tokenizer.") or key == "general.architecture"
+    }
+    grouped = {
+        group: {name: meta[f"tokenizer.{key}"] for key, name in renames.items() if f"tokenizer.{key}" in meta}
+        for group, renames in GGUF_TOKENIZER_MAPPING.items()
+    }
+    tokenizer, config = grouped["tokenizer"], grouped["tokenizer_config"]
+    if tokenizer.get("tokenizer_type") == "llama":
+        config.setdefault("add_bos_token", True)
+    elif tokenizer.get("tokenizer_type") == "gemma4":
+        config["add_bos_token"] = False
+    for name, key in _GGUF_SPECIAL_TOKENS.items():
+        token_id = meta.get(f"tokenizer.ggml.{key}")
+        config[name] = tokenizer["tokens"][token_id] if token_id is not None else None
+    backend, extra = convert_gguf_tokenizer(meta["general.architecture"], tokenizer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **config, **extra)
 
 
 def load_tokenizer(name_or_path: str | None = None):

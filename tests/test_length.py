@@ -306,3 +306,26 @@ def test_columnar_counts_on_the_real_data_equal_the_per_row_counts():
     source = config_from_dict({"sources": [{"name": "hh", "path": str(path)}]}).sources[0]
     messages = read_source(source, None).records["messages"].slice(0, 600)
     assert _fields(counter.count_arrow(messages)) == _fields(load_counter(None).count(messages.to_pylist()))
+
+
+def test_the_default_tokenizer_converts_from_its_gguf_without_pytorch_as_transformers_does():
+    """Curation does not need PyTorch, but transformers' GGUF reader imports it: without torch the
+    default tokenizer is converted through the gguf package; it must be the same tokenizer."""
+    pytest.importorskip("torch", reason="the reference conversion (transformers' GGUF reader) needs PyTorch")
+    from transformers import AutoTokenizer
+
+    from curation.tokenizer import gguf_tokenizer_without_torch, smollm2_gguf
+
+    try:
+        gguf = smollm2_gguf()
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"default model unavailable: {e}")
+    ours = gguf_tokenizer_without_torch(gguf)
+    reference = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    assert ours._tokenizer.to_str() == reference._tokenizer.to_str()
+    assert ours.chat_template == reference.chat_template
+    assert ours.special_tokens_map == reference.special_tokens_map
+    for conv in CONVERSATIONS:
+        assert ours.apply_chat_template(conv, tokenize=False) == reference.apply_chat_template(
+            conv, tokenize=False
+        )
