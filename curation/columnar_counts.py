@@ -74,7 +74,8 @@ def layout(counter, roles: tuple[str, ...]) -> _Layout | None:
     lengths = dict(zip(*_unique_lengths(counter, [t for texts, _ in parts for t in texts]), strict=True))
     out = _Layout(0, [], [], [], [], [], [])
     texts, specials = parts[0]
-    fixed = sum(lengths[t] for t in texts[:-1]) + len(specials) if n else 0
+    before_first = texts[:-1] if n else texts  # the last text of the first literal joins message 0
+    fixed = sum(lengths[t] for t in before_first) + len(specials)
     for j, role in enumerate(roles):
         tail = parts[j][0][-1]
         next_texts, next_specials = parts[j + 1]
