@@ -188,17 +188,17 @@ def collect_steps(result, sink, counts: StageCounts, bars=None) -> None:
 
 
 class _Slot:
-    """One submitted batch: waiting (``batch`` and its worker ``payload``), given to a worker
+    """One submitted batch: waiting (``batch``, and the stage ``states`` learned from it), given to a worker
     (``future``), or run here (``result``)."""
 
-    __slots__ = ("batch", "payload", "future", "result")
+    __slots__ = ("batch", "states", "future", "result")
 
-    def __init__(self, batch: pa.Table, payload: tuple[bytes, bytes]):
-        self.batch, self.payload, self.future, self.result = batch, payload, None, None
+    def __init__(self, batch: pa.Table, states: bytes):
+        self.batch, self.states, self.future, self.result = batch, states, None, None
 
     def run_here(self, stages: list[Stage]) -> None:
         self.result = run_batch(stages, self.batch)
-        self.batch = self.payload = None
+        self.batch = self.states = None
 
     def ready(self) -> bool:
         return self.result is not None or (self.future is not None and self.future.done())
@@ -267,8 +267,9 @@ class LocalEngine:
         while self._started and not self._closing and self.waiting and self.in_pool < self.in_pool_limit:
             slot = self.waiting.popleft()
             self.in_pool += 1
-            slot.future = self.pool.submit(_worker_run, *slot.payload)
-            slot.batch = slot.payload = None
+            # Serialized only now: a batch this process runs itself never is.
+            slot.future = self.pool.submit(_worker_run, to_ipc(slot.batch), slot.states)
+            slot.batch = slot.states = None
             slot.future.add_done_callback(self._worker_done)
 
     def _worker_done(self, _future) -> None:  # in the pool's result thread
@@ -291,7 +292,7 @@ class LocalEngine:
         for stage in self.stages:
             stage.prepare(batch)
         states = pickle.dumps([stage.shared_state() for stage in self.stages])
-        slot = _Slot(batch, (to_ipc(batch), states))
+        slot = _Slot(batch, states)
         self.pending.append(slot)
         with self._lock:
             self.waiting.append(slot)
@@ -310,8 +311,8 @@ class LocalEngine:
             return False
         if split and slot.batch.num_rows >= 2 * MIN_SPLIT_ROWS:
             half = slot.batch.num_rows // 2
-            first = _Slot(slot.batch.slice(0, half), (to_ipc(slot.batch.slice(0, half)), slot.payload[1]))
-            slot.batch, slot.payload = slot.batch.slice(half), None
+            first = _Slot(slot.batch.slice(0, half), slot.states)
+            slot.batch, slot.states = slot.batch.slice(half), None
             self.pending.insert(self.pending.index(slot), first)
             with self._lock:
                 self.waiting.append(first)
