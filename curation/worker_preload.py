@@ -10,6 +10,7 @@ import tiktoken  # noqa: F401
 import tokenizers  # noqa: F401
 
 import curation.stages  # noqa: F401
-from curation.langid import _fasttext_model
+from curation.langid import _numpy_model
 
-_fasttext_model()  # the language model (~0.1 s), loaded once and shared by every forked worker
+_numpy_model()  # the language model (~0.05 s), loaded once and shared by every forked worker
+
