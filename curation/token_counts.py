@@ -28,7 +28,6 @@ import numpy as np
 import pyarrow as pa
 
 from curation.fast_bpe import tiktoken_encoder
-from curation.template_analysis import content_is_verbatim
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +62,7 @@ class TokenizerSpec:
     checked: set = field(default_factory=set)  # role sequences whose skeleton fill matched a real render
     tiktoken_verified: bool = False  # the cached tiktoken conversion reproduced the tokenizer
     exact_with_tiktoken: bool | None = None  # tiktoken's exact counts matched the tokenizer's on probes
+    verbatim: bool | None = None  # the template prints message contents as they are (template_analysis)
 
     @classmethod
     def from_hf(cls, tok) -> TokenizerSpec:
@@ -124,7 +124,11 @@ class TemplateTokenCounter:
         self._skeletons = spec.skeletons
         self._checked = spec.checked
         self.layouts: dict = {}  # role sequence -> columnar_counts layout (None: per-row path)
-        self.verbatim = content_is_verbatim(spec.chat_template or "")
+        if spec.verbatim is None:  # parsed once, in the parent: workers never import jinja2
+            from curation.template_analysis import content_is_verbatim
+
+            spec.verbatim = content_is_verbatim(spec.chat_template or "")
+        self.verbatim = spec.verbatim
         if not piecewise:
             self.piecewise = False
         else:

@@ -13,4 +13,3 @@ import curation.stages  # noqa: F401
 from curation.langid import _numpy_model
 
 _numpy_model()  # the language model (~0.05 s), loaded once and shared by every forked worker
-

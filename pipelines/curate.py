@@ -13,7 +13,6 @@ import os
 import sys
 from pathlib import Path
 
-from curation.config import SourceConfig, config_from_dict, load_config
 from curation.errors import CurationError
 
 SAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "data" / "sample.yaml"
@@ -56,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace):
+    # Imported here: worker processes import this module as their main module, and need no config.
+    from curation.config import SourceConfig, config_from_dict, load_config
+
     if args.config:
         cfg = load_config(args.config)
     elif args.source:

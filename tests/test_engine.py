@@ -12,30 +12,59 @@ from tests.helpers import batch_of, chat
 
 WORKER = """
 import pickle, sys
+import curation.worker_preload
 stages = pickle.load(open(sys.argv[1], "rb"))
-from curation.engine import from_ipc, run_batch
+from curation.engine import from_ipc, run_batch, to_ipc
 kept, steps = run_batch(stages, from_ipc(open(sys.argv[2], "rb").read()))
-print(kept["completion_tokens"].to_pylist(), "transformers" in sys.modules)
+open(sys.argv[3], "wb").write(to_ipc(kept))
+heavy = ("transformers", "pydantic", "curation.config", "jinja2", "yaml", "fasttext")
+print([m for m in heavy if m in sys.modules])
 """
 
 
-def test_prepared_stages_run_in_a_fresh_process_without_transformers(tmp_path, tiny_tokenizer_dir):
+def test_prepared_stages_run_in_a_fresh_process_without_model_config_or_template_code(
+    tmp_path, tiny_tokenizer_dir
+):
+    from curation.dedup.sketch_stage import DedupSketchStage
+    from curation.dedup.stages import NearDedupStage
+    from curation.engine import run_batch
+
     cfg = StagesConfig.model_validate({"length": {"tokenizer": tiny_tokenizer_dir}})
     stages = build_map_stages(cfg)
-    batch = batch_of([chat("Hi", "Hello there, how are you today?"), chat("2+2?", "The answer is 4.")])
+    stages.append(DedupSketchStage(cfg.exact_dedup, NearDedupStage(cfg.near_dedup), cfg.near_dedup))
+    batch = batch_of(
+        [
+            chat("Hi", "Hello there, how are you today?"),
+            chat("2+2?", "The answer is 4."),
+            chat("Und du?", "Mir geht es gut, danke der Nachfrage."),
+        ]
+    )
     for stage in stages:
         stage.prepare(batch)
-    in_process = stages[-1].annotate(batch)["completion_tokens"].to_pylist()
+    in_process, _ = run_batch(stages, batch)
     (tmp_path / "stages.pkl").write_bytes(pickle.dumps(stages))
     (tmp_path / "batch.arrow").write_bytes(to_ipc(batch))
     out = subprocess.run(
-        [sys.executable, "-c", WORKER, str(tmp_path / "stages.pkl"), str(tmp_path / "batch.arrow")],
+        [
+            sys.executable,
+            "-c",
+            WORKER,
+            *(str(tmp_path / f) for f in ("stages.pkl", "batch.arrow", "kept.arrow")),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    assert out == f"{in_process} False"
+    assert out == "[]"  # the worker imported none of them
+    in_worker = from_ipc((tmp_path / "kept.arrow").read_bytes())
+    assert in_worker.column_names == in_process.column_names
+    for name in in_process.column_names:  # NaN (not scored) compares equal to NaN here
+        assert str(in_worker[name].to_pylist()) == str(in_process[name].to_pylist()), name
+    assert in_process["lang"].to_pylist() == [
+        "en",
+        "und",
+    ]  # the German row is rejected, "4." too short to judge
 
 
 def test_ipc_round_trip_of_a_slice_carries_only_the_slice():
@@ -95,3 +124,10 @@ def test_workers_run_under_a_main_script_that_imports_pandas(tmp_path):
     )
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_the_cli_module_imports_no_config_models():
+    """Workers started by ``python -m pipelines.curate`` import it as their main module first."""
+    code = "import sys, pipelines.curate\nprint([m for m in ('pydantic', 'transformers', 'pandas') if m in sys.modules])"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert proc.stdout.strip() == "[]"

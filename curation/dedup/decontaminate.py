@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from curation.config import DecontaminationConfig
 from curation.dedup.keys import nfkc
 from curation.dedup.minhash import shingle_hashes
 from curation.io.reader import read_source
 from curation.stages.base import Stage
 from curation.stages.turns import turns
+
+if TYPE_CHECKING:  # configs are not imported by modules that only run stages
+    from curation.config import DecontaminationConfig
 
 log = logging.getLogger(__name__)
 

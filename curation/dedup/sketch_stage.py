@@ -10,15 +10,19 @@ sketching is spread over all cores. Tags only: it removes nothing.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from curation.config import ExactDedupConfig, NearDedupConfig
 from curation.dedup.keys import key_texts
 from curation.dedup.lsh import all_band_keys
 from curation.dedup.minhash import oph_signatures, signatures
 from curation.stages.base import Stage
+
+if TYPE_CHECKING:  # configs are not imported by modules that only run stages
+    from curation.config import ExactDedupConfig, NearDedupConfig
 
 EXACT_A, EXACT_B = "_exact_key_a", "_exact_key_b"
 BANDS, SIGNATURE, NEAR_SKIP, MERIT = "_lsh_bands", "_minhash", "_near_skip", "_merit"

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import mmap
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.config import ExactDedupConfig, NearDedupConfig
 from curation.dedup.keys import KeyCache
 from curation.dedup.lsh import (
     candidate_pairs,
@@ -29,7 +29,11 @@ from curation.dedup.lsh import (
 )
 from curation.dedup.minhash import oph_signatures, signatures
 from curation.dedup.sketch_stage import BANDS, EXACT_A, EXACT_B, NEAR_SKIP, list_matrix, merit
+from curation.plain_config import config_or_default
 from curation.stages.base import Stage
+
+if TYPE_CHECKING:  # configs are not imported by modules that only run stages
+    from curation.config import ExactDedupConfig, NearDedupConfig
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +96,7 @@ class ExactDedupStage(_DedupStage):
     name = "exact_dedup"
 
     def __init__(self, cfg: ExactDedupConfig | None = None, keys: KeyCache | None = None):
-        self.cfg = cfg or ExactDedupConfig()
+        self.cfg = config_or_default(cfg, "ExactDedupConfig")
         self.keys = keys or KeyCache()
         self.reason = f"exact_duplicate:{self.cfg.key}"
 
@@ -108,7 +112,7 @@ class NearDedupStage(_DedupStage):
     name = "near_dedup"
 
     def __init__(self, cfg: NearDedupConfig | None = None, keys: KeyCache | None = None):
-        self.cfg = cfg or NearDedupConfig()
+        self.cfg = config_or_default(cfg, "NearDedupConfig")
         self.keys = keys or KeyCache()
         self.reason = f"near_duplicate:{self.cfg.key}"
         c = self.cfg

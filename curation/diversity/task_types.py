@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import yaml
 
 from curation.errors import ConfigError
 
@@ -75,6 +74,8 @@ def load_rules(path: str | Path | None = None) -> TaskRules:
         except OSError as e:
             raise ConfigError(f"task-type rules {path}: {e.strerror}") from e
         where = str(path)
+    import yaml  # here: workers, which only classify, never import it
+
     try:
         data = (
             yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}

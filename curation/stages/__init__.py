@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from curation.config import StagesConfig
+from typing import TYPE_CHECKING
+
 from curation.stages.base import Stage, StageCounts
 from curation.stages.empty import NearEmptyStage
 from curation.stages.language import LanguageStage
@@ -12,6 +13,9 @@ from curation.stages.refusal_cap import RefusalCapStage
 from curation.stages.repetition import RepetitionStage
 from curation.stages.task_type import TaskTypeStage
 from curation.stages.truncation import TruncationStage
+
+if TYPE_CHECKING:  # configs are not imported by modules that only run stages
+    from curation.config import StagesConfig
 
 __all__ = [
     "Stage",

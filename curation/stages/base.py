@@ -23,6 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curation.plain_config import plain
+
 log = logging.getLogger(__name__)
 
 
@@ -44,6 +46,10 @@ class Stage:
 
     def update_state(self, state) -> None:
         """Merge ``shared_state()`` from the parent (in a worker)."""
+
+    def __getstate__(self):
+        """Pickled for worker processes with configs as plain data (curation.plain_config)."""
+        return {k: plain(v) for k, v in self.__dict__.items()}
 
     # -- machinery ---------------------------------------------------------------------------
 

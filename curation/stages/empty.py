@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import polars as pl
 
-from curation.config import EmptyConfig
+from curation.plain_config import config_or_default
 from curation.stages.base import Stage
 from curation.stages.turns import per_row, turns
+
+if TYPE_CHECKING:  # configs are not imported by modules that only run stages
+    from curation.config import EmptyConfig
 
 # Placeholders that dataset builders leave where an answer is missing (Alpaca has "<nooutput>").
 PLACEHOLDERS = [
@@ -29,7 +34,7 @@ class NearEmptyStage(Stage):
     name = "empty"
 
     def __init__(self, cfg: EmptyConfig | None = None):
-        self.cfg = cfg or EmptyConfig()
+        self.cfg = config_or_default(cfg, "EmptyConfig")
 
     def score(self, batch):
         t = turns(batch).with_columns(

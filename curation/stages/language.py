@@ -6,20 +6,25 @@ gets ``lang = "und"`` and is kept: misdetecting code as some language would drop
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import polars as pl
 
-from curation.config import LanguageConfig
 from curation.langid import detect_fasttext
+from curation.plain_config import config_or_default
 from curation.stages.base import Stage
 from curation.stages.turns import CODE_FENCE_RE, has_letters, single_spaced, turns
+
+if TYPE_CHECKING:  # configs are not imported by modules that only run stages
+    from curation.config import LanguageConfig
 
 
 class LanguageStage(Stage):
     name = "language"
 
     def __init__(self, cfg: LanguageConfig | None = None, backend=detect_fasttext):
-        self.cfg = cfg or LanguageConfig()
+        self.cfg = config_or_default(cfg, "LanguageConfig")
         self.backend = backend
 
     def score(self, batch):

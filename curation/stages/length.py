@@ -8,18 +8,23 @@ reason, ``no_trainable_tokens_within_max_length``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from curation.config import LengthConfig
+from curation.plain_config import config_or_default, plain
 from curation.stages.base import Stage
 from curation.token_counts import TemplateTokenCounter, TokenizerSpec
+
+if TYPE_CHECKING:  # configs are not imported by modules that only run stages
+    from curation.config import LengthConfig
 
 
 class LengthStage(Stage):
     name = "length"
 
     def __init__(self, cfg: LengthConfig | None = None, tokenizer=None):
-        self.cfg = cfg or LengthConfig()
+        self.cfg = config_or_default(cfg, "LengthConfig")
         if tokenizer is None:  # the configured one, from its cached spec when it is a local folder
             from curation.token_counter_cache import load_counter
 
@@ -53,7 +58,7 @@ class LengthStage(Stage):
     # Pickled as plain data (config + tokenizer spec): a worker process rebuilds the counter
     # without loading the tokenizer through transformers again.
     def __getstate__(self):
-        return {"cfg": self.cfg, "spec": self.counter.spec}
+        return {"cfg": plain(self.cfg), "spec": self.counter.spec}
 
     def __setstate__(self, state):
         self.cfg = state["cfg"]

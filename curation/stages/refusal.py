@@ -8,12 +8,17 @@ very first character as the tutorial heuristic does.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import polars as pl
 
-from curation.config import RefusalConfig
+from curation.plain_config import config_or_default
 from curation.stages.base import Stage
 from curation.stages.turns import per_row, turns
+
+if TYPE_CHECKING:  # configs are not imported by modules that only run stages
+    from curation.config import RefusalConfig
 
 REFUSAL_PATTERN = (
     r"(?i)\b(?:"
@@ -36,7 +41,7 @@ class RefusalStage(Stage):
     name = "refusal"
 
     def __init__(self, cfg: RefusalConfig | None = None):
-        self.cfg = cfg or RefusalConfig()
+        self.cfg = config_or_default(cfg, "RefusalConfig")
 
     def score(self, batch):
         t = turns(batch).with_columns(

@@ -20,12 +20,17 @@ counting, no per-row Python loop).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import polars as pl
 
-from curation.config import RepetitionConfig
+from curation.plain_config import config_or_default
 from curation.stages.base import Stage
 from curation.stages.turns import CODE_FENCE_RE, has_words, single_spaced, turns
+
+if TYPE_CHECKING:  # configs are not imported by modules that only run stages
+    from curation.config import RepetitionConfig
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 TOP_NS = (2, 3, 4)
@@ -162,7 +167,7 @@ class RepetitionStage(Stage):
     name = "repetition"
 
     def __init__(self, cfg: RepetitionConfig | None = None):
-        self.cfg = cfg or RepetitionConfig()
+        self.cfg = config_or_default(cfg, "RepetitionConfig")
 
     def score(self, batch):
         t = turns(batch)

@@ -4,12 +4,17 @@ first, so rejected rows carry a task type too and the report can compare before 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import polars as pl
 
-from curation.config import TaskTypeConfig
 from curation.diversity.task_types import load_rules
+from curation.plain_config import config_or_default
 from curation.stages.base import Stage
 from curation.stages.turns import turns
+
+if TYPE_CHECKING:  # configs are not imported by modules that only run stages
+    from curation.config import TaskTypeConfig
 
 
 def first_turns(batch) -> pl.DataFrame:
@@ -32,7 +37,7 @@ class TaskTypeStage(Stage):
     name = "task_type"
 
     def __init__(self, cfg: TaskTypeConfig | None = None):
-        self.cfg = cfg or TaskTypeConfig()
+        self.cfg = config_or_default(cfg, "TaskTypeConfig")
         self.rules = load_rules(self.cfg.rules)
 
     def score(self, batch):

@@ -8,12 +8,17 @@ in a number are not truncations: the sentence rule applies only to a last line t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import polars as pl
 
-from curation.config import TruncationConfig
+from curation.plain_config import config_or_default
 from curation.stages.base import Stage
 from curation.stages.turns import per_row, turns
+
+if TYPE_CHECKING:  # configs are not imported by modules that only run stages
+    from curation.config import TruncationConfig
 
 # Words a finished English sentence practically never ends on.
 _DANGLING_WORDS = (
@@ -36,7 +41,7 @@ class TruncationStage(Stage):
     name = "truncation"
 
     def __init__(self, cfg: TruncationConfig | None = None):
-        self.cfg = cfg or TruncationConfig()
+        self.cfg = config_or_default(cfg, "TruncationConfig")
 
     def score(self, batch):
         text = pl.col("content").str.strip_chars_end()
