@@ -116,8 +116,12 @@ def repetition_scores(texts: list[str] | pl.Series, min_words: int) -> dict[str,
             idx = np.flatnonzero((remaining >= n) & active[doc])
             if len(idx) == 0:
                 break
-            counts = _group_counts(g[idx] ^ doc_salt[idx])
-            repeated = counts > 1
+            keys = g[idx] ^ doc_salt[idx]
+            if n in TOP_NS:  # occurrence counts are needed; for the longer n-grams only "repeated"
+                counts = _group_counts(keys)
+                repeated = counts > 1
+            else:
+                repeated = pl.Series(keys).is_duplicated().to_numpy()
             active &= np.bincount(doc[idx], weights=repeated, minlength=n_docs) > 0
             if n in TOP_NS:
                 # Characters covered by the most frequent n-gram of each doc (Gopher counts
@@ -148,9 +152,8 @@ def repetition_scores(texts: list[str] | pl.Series, min_words: int) -> dict[str,
 
 
 def _doc_of_unique(h: np.ndarray, doc: np.ndarray, salt: np.ndarray) -> np.ndarray:
-    keys = h ^ salt
-    _, first = np.unique(keys, return_index=True)
-    return doc[first]
+    """The doc of each distinct (doc, word) key: its first occurrence (a hash pass, no sort)."""
+    return doc[pl.Series(h ^ salt).is_first_distinct().to_numpy()]
 
 
 def _score_names() -> list[str]:
