@@ -232,6 +232,62 @@ spaced_text = st.text(
 )
 
 
+# The single alternation the truncation stage's "not prose" check used to be (the oracle).
+NOT_PROSE_ONE_REGEX = (
+    r"^\s*(?:[-*+•#>|]|\d+[.)]|```|\s{4}|\t)|[{};]|==|=>|\w\(|\s=\s|"
+    r"^\s*(?:def|return|import|from|class|for|if|while|print|SELECT|FROM|WHERE)\b"
+)
+code_line = st.lists(
+    st.sampled_from(
+        [
+            "def",
+            "return",
+            "if",
+            "SELECT",
+            "x",
+            "é",
+            " ",
+            "  ",
+            "    ",
+            "\t",
+            "(",
+            ")",
+            "=",
+            "==",
+            "=>",
+            "{",
+            "}",
+            ";",
+            "-",
+            "*",
+            "#",
+            ">",
+            "|",
+            "1",
+            "2.",
+            "3)",
+            "```",
+            "f(",
+            "a = b",
+            "print",
+            "defer",
+            ".",
+        ]
+    ),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(code_line, min_size=1, max_size=10))
+def test_truncation_not_prose_check_equals_the_single_regex(lines):
+    from curation.stages.truncation import _not_prose
+
+    df = pl.DataFrame({"l": pl.Series(lines, dtype=pl.String)})
+    split = df.select(_not_prose(pl.col("l"))).to_series().to_list()
+    assert split == df.select(pl.col("l").str.contains(NOT_PROSE_ONE_REGEX)).to_series().to_list()
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(spaced_text, min_size=1, max_size=8), st.integers(0, 70))
 def test_one_pass_text_helpers_equal_the_per_match_forms(texts, n):
