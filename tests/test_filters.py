@@ -298,4 +298,9 @@ def test_one_pass_text_helpers_equal_the_per_match_forms(texts, n):
     assert df.select(single_spaced(pl.col("t")))["t"].to_list() == [re.sub(r"\s+", " ", t) for t in texts]
     assert df.select(has_words(pl.col("t"), n)).to_series().to_list() == [len(t.split()) >= n for t in texts]
     letters = [sum(ch.isalpha() for ch in t) for t in texts]
+    alnum = df.select(pl.col("t").str.len_chars() - pl.col("t").str.count_matches(r"[^\p{L}\p{N}]"))
+    assert (
+        alnum.to_series().to_list()
+        == df.select(pl.col("t").str.count_matches(r"[\p{L}\p{N}]")).to_series().to_list()
+    )
     assert df.select(has_letters(pl.col("t"), n)).to_series().to_list() == [k >= n for k in letters]

@@ -38,7 +38,11 @@ class NearEmptyStage(Stage):
 
     def score(self, batch):
         t = turns(batch).with_columns(
-            alnum=pl.col("content").str.count_matches(r"[\p{L}\p{N}]").cast(pl.Int64),
+            # Letters and digits, counted as all characters minus the others: polars pays per
+            # match, and most characters of a text are letters (~2x faster, the same count).
+            alnum=(
+                pl.col("content").str.len_chars() - pl.col("content").str.count_matches(r"[^\p{L}\p{N}]")
+            ).cast(pl.Int64),
             placeholder=pl.col("content").str.strip_chars().str.to_lowercase().is_in(PLACEHOLDERS),
         )
         t = t.with_columns(alnum=pl.when(pl.col("placeholder")).then(0).otherwise(pl.col("alnum")))
