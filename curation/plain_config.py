@@ -41,9 +41,9 @@ def plain(value):
     fields = getattr(type(value), "model_fields", None)
     if isinstance(fields, dict):
         return PlainConfig({name: plain(getattr(value, name)) for name in fields})
-    if isinstance(value, dict):
+    if type(value) is dict:
         return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if type(value) in (list, tuple):  # not their subclasses (a named tuple keeps its fields)
         return type(value)(plain(v) for v in value)
     return value
 

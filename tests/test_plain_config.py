@@ -41,3 +41,15 @@ def test_config_or_default():
     cfg = StagesConfig().language
     assert config_or_default(cfg, "LanguageConfig") is cfg
     assert config_or_default(None, "LanguageConfig") == cfg
+
+
+def test_other_values_pass_through_unchanged():
+    from collections import namedtuple
+
+    Pair = namedtuple("Pair", "a b")
+    cfg = StagesConfig().length
+    value = {"pair": Pair(1, cfg), "items": [cfg, (cfg, 2)], "f": len, "n": 3}
+    out = plain(value)
+    assert out["pair"] == Pair(1, cfg)  # a named tuple is left as it is
+    assert isinstance(out["items"][0], PlainConfig) and isinstance(out["items"][1][0], PlainConfig)
+    assert out["f"] is len and out["n"] == 3
