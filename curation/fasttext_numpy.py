@@ -173,9 +173,8 @@ class FastTextModel:
         output = _matrix(r, quant_input and qout).astype(np.float64)
         if self.input.shape[1] != dim or output.shape != (nlabels, dim):
             raise UnsupportedModel(f"{path}: unexpected matrix shapes")
-        self.inner = output[: nlabels - 1].astype(
-            np.float32
-        )  # hierarchical softmax: one row per inner tree node
+        # Hierarchical softmax: one output row per inner node of the label tree.
+        self.inner = output[: nlabels - 1].astype(np.float32)
         self.go_right, self.go_left = _huffman_paths(np.asarray(label_counts, dtype=np.float64))
         self._vocab = pl.Series(list(self.word_id), dtype=pl.String)
         self._vocab_ids = pl.Series(list(self.word_id.values()), dtype=pl.Int64)
