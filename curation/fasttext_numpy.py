@@ -148,7 +148,6 @@ class FastTextModel:
             )
         self.bucket, self.minn, self.maxn = bucket, minn, maxn
         size, nwords, nlabels, _ntokens, pruneidx_size = r.read("iiiqq")
-        self.nwords = nwords
         self.word_id: dict[str, int] = {}
         self.labels: list[str] = []
         label_counts = []

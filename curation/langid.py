@@ -85,10 +85,3 @@ def detect_langdetect(texts: list[str]) -> tuple[list[str], np.ndarray]:
             langs.append("und")
             scores.append(0.0)
     return langs, np.array(scores)
-
-
-BACKENDS = {
-    "fasttext": detect_fasttext,
-    "fasttext-native": detect_fasttext_native,
-    "langdetect": detect_langdetect,
-}
