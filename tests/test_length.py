@@ -181,6 +181,21 @@ def test_tiktoken_conversion_is_cached_and_a_bad_cache_entry_is_rebuilt(
     assert disk_cache.load(entry) is not None  # rewritten
 
 
+def test_token_byte_lengths_from_the_rank_tables_equal_decoding_each_token(tiny_tokenizer):
+    from types import SimpleNamespace
+
+    from curation import fast_bpe
+    from curation.token_counts import token_byte_lengths
+
+    enc = fast_bpe.tiktoken_encoder(tiny_tokenizer._tokenizer)
+    decoded = [len(enc.decode_single_token_bytes(t)) for t in range(enc.n_vocab)]
+    assert enc._special_tokens  # the template's special tokens are counted too
+    assert token_byte_lengths(enc).tolist() == decoded
+    # An Encoding without the rank tables (another tiktoken version): token by token.
+    bare = SimpleNamespace(n_vocab=enc.n_vocab, decode_single_token_bytes=enc.decode_single_token_bytes)
+    assert token_byte_lengths(bare).tolist() == decoded
+
+
 def test_a_worker_copy_counts_the_same_without_building_the_rust_tokenizer(
     tiny_tokenizer, tmp_path, monkeypatch
 ):
