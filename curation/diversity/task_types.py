@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from curation.errors import ConfigError
+from curation.word_boundaries import ascii_words, select_by_ascii
 
 DEFAULT_RULES = "task_types.yaml"
 PROMPT_CHARS = 1000  # the task is stated at the start of the prompt
@@ -44,16 +45,21 @@ class TaskRules:
             p=pl.col(prompt).str.slice(0, PROMPT_CHARS).str.to_lowercase(),
             r=pl.col(response).str.slice(0, RESPONSE_CHARS).str.to_lowercase(),
         )
-        conds = []
-        for i, rule in enumerate(self.rules):
-            parts = [pl.col("p").str.contains(_union(rule.prompt))] if rule.prompt else []
-            if rule.response:
-                parts.append(pl.col("r").str.contains(_union(rule.response)))
-            conds.append(pl.any_horizontal(parts).fill_null(False).alias(f"c{i}"))
+
+        def conds(pattern):
+            out = []
+            for i, rule in enumerate(self.rules):
+                parts = [pl.col("p").str.contains(pattern(_union(rule.prompt)))] if rule.prompt else []
+                if rule.response:
+                    parts.append(pl.col("r").str.contains(pattern(_union(rule.response))))
+                out.append(pl.any_horizontal(parts).fill_null(False).alias(f"c{i}"))
+            return out
+
         labels = np.array([r.type for r in self.rules] + ["other"], dtype=object)
-        if not conds or low.height == 0:
+        if not self.rules or low.height == 0:
             return pl.Series("task_type", ["other"] * low.height, dtype=pl.String)
-        hits = low.select(conds).to_numpy()  # rules evaluated in parallel, one column each
+        # Rules evaluated in parallel, one column each.
+        hits = select_by_ascii(low, ascii_words(pl.col("p"), pl.col("r")), conds).to_numpy()
         # The first matching rule wins; no match -> "other".
         first = np.where(hits.any(axis=1), hits.argmax(axis=1), len(self.rules))
         return pl.Series("task_type", labels[first].tolist(), dtype=pl.String)

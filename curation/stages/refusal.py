@@ -16,6 +16,7 @@ import polars as pl
 from curation.plain_config import config_or_default
 from curation.stages.base import Stage
 from curation.stages.turns import per_row, turns
+from curation.word_boundaries import ascii_words, select_by_ascii
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages
     from curation.config import RefusalConfig
@@ -44,10 +45,13 @@ class RefusalStage(Stage):
         self.cfg = config_or_default(cfg, "RefusalConfig")
 
     def score(self, batch):
-        t = turns(batch).with_columns(
-            hit=pl.col("content").str.slice(0, self.cfg.search_chars).str.contains(REFUSAL_PATTERN)
+        t = turns(batch).select("row", head=pl.col("content").str.slice(0, self.cfg.search_chars))
+        hit = select_by_ascii(
+            t,
+            ascii_words(pl.col("head")),
+            lambda pattern: [pl.col("head").str.contains(pattern(REFUSAL_PATTERN))],
         )
-        agg = t.group_by("row").agg(pl.col("hit").any())
+        agg = t.select("row", hit=hit.to_series()).group_by("row").agg(pl.col("hit").any())
         return {"is_refusal": per_row(agg, "hit", batch.num_rows, False, bool)}
 
     def decide(self, batch):
