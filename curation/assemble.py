@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from curation.errors import AccountingError
 from curation.faults import crash_point
 from curation.io.files import sha256_file
-from curation.staging import POS, Staging
+from curation.staging import POS, Staging, read_staged, staged_rows
 
 TRAIN, VALIDATION, REJECTED = 0, 1, 2
 ROW_GROUP_ROWS = 16_384  # rows per Parquet row group in the output shards
@@ -130,9 +130,9 @@ def piece_rows(piece: Piece, plan: pa.Table) -> pa.Table:
     if piece.kind == "table":
         table = piece.table
     elif piece.kind == "file":
-        table = pq.ParquetFile(piece.path).read()  # ~1 ms less per file than read_table
+        table = read_staged(piece.path)
     else:
-        table = pq.ParquetFile(piece.path).read()
+        table = read_staged(piece.path)
         p = plan.slice(piece.pos0, piece.n)
         table = table.append_column("dup_cluster", p["dup_cluster"].cast(pa.string()))
         dest = p["dest"].to_numpy()
@@ -282,7 +282,7 @@ def layout(staging: Staging, plan: pa.Table, quarantine: pa.Table) -> dict[str, 
         ]
 
     rejects = [
-        Piece("file", pq.read_metadata(f).num_rows, f)
+        Piece("file", staged_rows(f), f)
         for name in staging.stage_names
         for f in staging.reject_files.get(name, [])
     ]

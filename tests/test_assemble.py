@@ -74,3 +74,22 @@ def test_small_pieces_are_gathered_into_full_row_groups(tmp_path, monkeypatch):
     assert by_source == {"a": 19, "b": 6}
     rows = shard.read()
     assert rows["x"].null_count == 6 and rows["source"].to_pylist()[:4] == ["b"] * 3 + ["a"]
+
+
+def test_staged_files_round_trip_with_their_schema_and_row_count(tmp_path):
+    from curation.staging import read_staged, staged_rows, staged_schema, write_staged
+
+    table = pa.concat_tables(  # several chunks: several record batches in the file
+        [
+            pa.table({"id": ["a", "b"], "n": [1, 2]}),
+            pa.table({"id": ["c"], "n": [None]}, schema=pa.schema([("id", pa.string()), ("n", pa.int64())])),
+        ]
+    )
+    path = tmp_path / "kept-000000.arrow"
+    write_staged(table, path)
+    assert staged_schema(path) == table.schema
+    assert staged_rows(path) == 3
+    assert read_staged(path).equals(table.combine_chunks())
+    empty = tmp_path / "empty.arrow"
+    write_staged(table.slice(0, 0), empty)
+    assert staged_rows(empty) == 0 and read_staged(empty).schema == table.schema
