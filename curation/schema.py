@@ -41,7 +41,7 @@ def _normalize_text(text: str) -> str:
 
 def conversation_id(messages: list[dict]) -> str:
     """Stable id: the same normalized conversation gives the same id in every run and on every machine."""
-    key = "".join(f"{m['role']}\x1f{_normalize_text(m['content'])}\x1e" for m in messages)
+    key = "".join([f"{m['role']}\x1f{_normalize_text(m['content'])}\x1e" for m in messages])
     return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
@@ -68,6 +68,7 @@ def check_messages(messages: list[dict], field: str = "messages") -> list[dict]:
     if not messages:
         raise RowError(field, "empty conversation")
     prev = None
+    answered = False
     for i, m in enumerate(messages):
         role, content = m.get("role"), m.get("content")
         problem = _turn_problem(i, role, content, prev)
@@ -75,7 +76,8 @@ def check_messages(messages: list[dict], field: str = "messages") -> list[dict]:
             part, reason = problem
             raise RowError(f"{field}[{i}].{part}", reason)
         prev = role
-    if not any(m["role"] == "assistant" for m in messages):
+        answered = answered or role == "assistant"
+    if not answered:
         raise RowError(field, "no assistant turn")
     return messages
 
