@@ -81,6 +81,17 @@ def test_transcript_alternating_turns():
     assert conv[-1]["content"] == "Fine, thanks."
 
 
+_PIECES = ["Human:", "Assistant:", "System:", "\n\n", "\n", " ", "\t", "hi", "Human", ":", "x\n\nHuman: y"]
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=12).map("".join))
+def test_transcript_split_equals_the_single_regex(text):
+    import re
+
+    oracle = re.compile(r"(?:^|\n\n)(Human|Assistant|System):[ \t]?")
+    assert F.split_transcript(text) == oracle.split(text)
+
+
 def test_column_mapping():
     mapping = F.ColumnMapping(prompt="prompt", response="canonical_solution")
     [conv] = mapping({"prompt": "def f():\n", "canonical_solution": "    return 1\n", "task_id": "X"})

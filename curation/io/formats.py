@@ -148,13 +148,25 @@ def prompt_completion(row: Mapping) -> list[Messages]:
     return [prompt + completion]
 
 
-# "\n\nHuman: ..." / "\n\nAssistant: ..." as in Anthropic hh-rlhf.
-_TRANSCRIPT_SPLIT = re.compile(r"(?:^|\n\n)(Human|Assistant|System):[ \t]?")
+# "\n\nHuman: ..." / "\n\nAssistant: ..." as in Anthropic hh-rlhf: a marker at the start of the text
+# or after a blank line. Split as ``(?:^|\n\n)(Human|Assistant|System):[ \t]?`` splits, in two
+# steps: a pattern that starts with a literal is searched ~4x faster than one that starts with "^|".
+_TRANSCRIPT_SPLIT = re.compile(r"\n\n(Human|Assistant|System):[ \t]?")
+_TRANSCRIPT_START = re.compile(r"(Human|Assistant|System):[ \t]?")
 _TRANSCRIPT_ROLES = {"Human": "user", "Assistant": "assistant", "System": "system"}
 
 
-def parse_transcript(text: str, field: str) -> Messages:
+def split_transcript(text: str) -> list[str]:
+    """[text before the first marker, role, content, role, content, ...]."""
     parts = _TRANSCRIPT_SPLIT.split(text)
+    start = _TRANSCRIPT_START.match(parts[0])
+    if start:
+        parts[0:1] = ["", start.group(1), parts[0][start.end() :]]
+    return parts
+
+
+def parse_transcript(text: str, field: str) -> Messages:
+    parts = split_transcript(text)
     if len(parts) < 3:
         raise RowError(field, "no 'Human:' / 'Assistant:' turns found")
     if parts[0].strip():
