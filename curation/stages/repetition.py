@@ -96,48 +96,51 @@ def repetition_scores(texts: list[str] | pl.Series, min_words: int) -> dict[str,
     with np.errstate(invalid="ignore", divide="ignore"):
         out["rep_unique_word_ratio"] = np.where(scored, uniq_docs / np.maximum(n_words, 1), np.nan)
 
-    # Rolling n-gram hashes: g_n[i] = mix(g_{n-1}[i], h[i+n-1]), valid where remaining >= n.
-    # A doc with no repeated n-gram has no repeated (n+1)-gram either, so each pass only looks at
-    # the docs that still repeat something (most docs drop out after n = 2 or 3).
-    g = h.copy()
-    gchars = wlen.copy()
-    active = scored.copy()
+    # Rolling n-gram hashes: g_n[i] = mix(g_{n-1}[i], h[i+n-1]), kept only for the candidate
+    # starts i: positions whose n-gram fits in its doc, in docs that still repeat something (a doc
+    # with no repeated n-gram has no repeated (n+1)-gram either; most docs drop out after n = 2
+    # or 3). Both conditions only ever drop positions, so every array shrinks pass after pass.
     for name in out:
         if name.startswith(("rep_top_", "rep_dup_")) and "line" not in name:
             out[name] = np.where(scored, 0.0, np.nan)
+    cand = np.flatnonzero(scored[doc])
+    g, gchars = h[cand], wlen[cand]
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for n in range(2, max(DUP_NS) + 1):
-            shifted = np.zeros_like(h)
-            shifted[: -(n - 1)] = h[n - 1 :]
-            g = (g * _MIX) ^ shifted
-            wshift = np.zeros_like(wlen)
-            wshift[: -(n - 1)] = wlen[n - 1 :]
-            gchars = gchars + wshift
-            idx = np.flatnonzero((remaining >= n) & active[doc])
-            if len(idx) == 0:
+            fits = remaining[cand] >= n
+            cand, g, gchars = cand[fits], g[fits], gchars[fits]
+            if len(cand) == 0:
                 break
-            keys = g[idx] ^ doc_salt[idx]
+            g = (g * _MIX) ^ h[cand + (n - 1)]
+            gchars = gchars + wlen[cand + (n - 1)]
+            cand_doc = doc[cand]
+            keys = g ^ doc_salt[cand]
             if n in TOP_NS:  # occurrence counts are needed; for the longer n-grams only "repeated"
                 counts = _group_counts(keys)
                 repeated = counts > 1
             else:
                 repeated = pl.Series(keys).is_duplicated().to_numpy()
-            active &= np.bincount(doc[idx], weights=repeated, minlength=n_docs) > 0
+            rep_docs = cand_doc[repeated]
             if n in TOP_NS:
                 # Characters covered by the most frequent n-gram of each doc (Gopher counts
                 # occurrences x n-gram characters, for n-grams that occur more than once).
-                cover = np.where(repeated, counts * gchars[idx], 0.0)
                 top = np.zeros(n_docs)
-                np.maximum.at(top, doc[idx], cover)
+                np.maximum.at(top, rep_docs, counts[repeated] * gchars[repeated])
                 out[f"rep_top_{n}gram_frac"] = np.where(scored, np.minimum(top / word_chars, 1.0), np.nan)
             if n in DUP_NS:
-                dup_start = np.zeros(len(doc), dtype=bool)
-                dup_start[idx] = repeated
-                covered = dup_start.copy()
-                for k in range(1, n):
-                    covered[k:] |= dup_start[:-k]
-                dup_chars = np.bincount(doc, weights=wlen * covered, minlength=n_docs)
+                # Words inside a repeated n-gram: the n positions from each repeated start.
+                covered = np.zeros(len(doc), dtype=bool)
+                starts_rep = cand[repeated]
+                for k in range(n):
+                    covered[starts_rep + k] = True
+                at = np.flatnonzero(covered)
+                dup_chars = np.bincount(doc[at], weights=wlen[at], minlength=n_docs)
                 out[f"rep_dup_{n}gram_frac"] = np.where(scored, dup_chars / word_chars, np.nan)
+            # Only docs with a repeated n-gram go on to n + 1.
+            still = np.zeros(n_docs, dtype=bool)
+            still[rep_docs] = True
+            keep = still[cand_doc]
+            cand, g, gchars = cand[keep], g[keep], gchars[keep]
 
     ls = line_stats.to_dict(as_series=False)
     ldoc = np.asarray(ls["doc"], dtype=np.int64)
