@@ -1,6 +1,7 @@
 """Exact and near-duplicate stages: keys, survivors, clustering, real data."""
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
@@ -280,3 +281,35 @@ def test_candidate_pairs_link_every_bucket_member_to_its_first_row(bands, thread
     assert [tuple(p) for p in pairs.tolist()] == expected
     matrix = np.stack(keys, axis=1) if len(keys[0]) else np.zeros((0, len(keys)), np.uint64)
     assert np.array_equal(candidate_pairs_from_keys(matrix, threads=1), pairs.reshape(-1, 2))
+
+
+_NFKC_ALPHABET = list("aZ 1\n.") + [
+    "é",
+    "e\u0301",
+    "\u0301",
+    "ﬁ",
+    "①",
+    "Ｆ",
+    "™",
+    "…",
+    "½",
+    "’",
+    "ᄀ",
+    "ᅡ",
+    "가",
+    "Å",
+    "Ω",
+    "東",
+]
+
+
+@given(
+    st.lists(
+        st.one_of(st.none(), st.lists(st.sampled_from(_NFKC_ALPHABET), max_size=12).map("".join)), max_size=12
+    )
+)
+def test_nfkc_normalizes_exactly_the_texts_that_change(texts):
+    from curation.dedup.keys import nfkc
+
+    series = pl.Series("t", texts, dtype=pl.String)
+    assert nfkc(series).to_list() == series.str.normalize("NFKC").to_list()

@@ -6,6 +6,8 @@ Keys: ``conversation`` (user and assistant turns, the default), ``prompt`` (firs
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -36,11 +38,22 @@ def key_texts(table: pa.Table, key: str = "conversation") -> pl.Series:
 
 
 def nfkc(texts: pl.Series) -> pl.Series:
-    """NFKC-normalize, touching only the non-ASCII texts (ASCII is already normalized; ~5x faster)."""
-    idx = (~texts.str.contains(r"^[\x00-\x7F]*$")).arg_true()
+    """NFKC-normalize, touching only the texts that change: ASCII texts never do, and of the
+    others Python's quick check (``unicodedata.is_normalized``) clears nearly all (on the real
+    data 2,406 of 2,428: 9 ms, where normalizing them all took 44 ms)."""
+    idx = (texts.str.len_bytes() != texts.str.len_chars()).arg_true()
     if len(idx) == 0:
         return texts
-    return texts.scatter(idx, texts.gather(idx).str.normalize("NFKC"))
+    is_normalized = unicodedata.is_normalized
+    todo = [
+        i
+        for i, text in zip(idx.to_list(), texts.gather(idx).to_list(), strict=True)
+        if text is not None and not is_normalized("NFKC", text)
+    ]
+    if not todo:
+        return texts
+    todo = pl.Series(todo, dtype=idx.dtype)
+    return texts.scatter(todo, texts.gather(todo).str.normalize("NFKC"))
 
 
 class KeyCache:
