@@ -16,14 +16,13 @@ import logging
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curation.config import CurateConfig
 from curation.io.files import expand_paths, sha256_file
 from curation.io.reader import SourceRead
 from curation.output import write_json_atomic
 from curation.stages.base import StageCounts
-from curation.staging import Staging
+from curation.staging import STAGED_SUFFIX, Staging, read_staged, write_staged
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +56,8 @@ def save(
     fingerprint: dict,
 ):
     root = staging.root
-    pq.write_table(compact, root / "compact.parquet", compression="lz4")
-    pq.write_table(quarantine, root / "quarantine.parquet", compression="lz4")
+    write_staged(compact, root / f"compact{STAGED_SUFFIX}")
+    write_staged(quarantine, root / f"quarantine{STAGED_SUFFIX}")
     state = {
         **fingerprint,
         "staging": staging.state(),
@@ -84,8 +83,8 @@ def load(root: Path, fingerprint: dict):
             log.warning("resume: the config or the inputs changed since the interrupted run: starting clean")
             return None
         staging = Staging.restore(root, state["staging"])
-        compact = pq.read_table(root / "compact.parquet").unify_dictionaries().combine_chunks()
-        quarantine = pq.read_table(root / "quarantine.parquet")
+        compact = read_staged(root / f"compact{STAGED_SUFFIX}").unify_dictionaries().combine_chunks()
+        quarantine = read_staged(root / f"quarantine{STAGED_SUFFIX}")
     except (OSError, ValueError, KeyError) as e:
         log.warning("resume: the checkpoint in %s is unusable (%s): starting clean", root, e)
         return None
