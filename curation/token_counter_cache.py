@@ -19,6 +19,7 @@ from pathlib import Path
 from curation import disk_cache
 from curation.token_counts import TemplateTokenCounter, TokenizerSpec
 from curation.tokenizer import DEFAULT_ALIASES, default_tokenizer_dir, load_tokenizer
+from curation.versions import package_version
 
 _DERIVING_MODULES = ("token_counts.py", "fast_bpe.py", "template_analysis.py", "tokenizer.py", __file__)
 
@@ -40,7 +41,7 @@ def cache_key(name_or_path: str | None, folder: Path) -> str:
             h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
     for pkg in ("transformers", "tokenizers", "tiktoken"):
         try:
-            h.update(f"{pkg}={metadata.version(pkg)}".encode())
+            h.update(f"{pkg}={package_version(pkg)}".encode())
         except metadata.PackageNotFoundError:
             h.update(pkg.encode())
     here = Path(__file__).parent
