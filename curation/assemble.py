@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from curation.errors import AccountingError
 from curation.faults import crash_point
 from curation.io.files import sha256_file
-from curation.staging import POS, Staging, read_staged, staged_rows
+from curation.staging import POS, Staging, read_staged
 
 TRAIN, VALIDATION, REJECTED = 0, 1, 2
 ROW_GROUP_ROWS = 16_384  # rows per Parquet row group in the output shards
@@ -282,7 +282,7 @@ def layout(staging: Staging, plan: pa.Table, quarantine: pa.Table) -> dict[str, 
         ]
 
     rejects = [
-        Piece("file", staged_rows(f), f)
+        Piece("file", staging.rows_of(f), f)
         for name in staging.stage_names
         for f in staging.reject_files.get(name, [])
     ]

@@ -43,7 +43,7 @@ from curation.output import MANIFEST_VERSION, STAGING_DIR, prepare_out_dir, writ
 from curation.resources import peak_rss_mb, release_memory, reset_peak
 from curation.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
 from curation.stages import RefusalCapStage, StageCounts, build_map_stages
-from curation.staging import Staging, staged_schema
+from curation.staging import Staging
 from curation.verify import verify_run
 from curation.versions import package_version
 
@@ -371,7 +371,7 @@ def _global_and_write(
     reject_files = [f for name in staging.stage_names for f in staging.reject_files.get(name, [])]
     rejects_schema = with_fields(
         pa.unify_schemas(
-            [kept_schema, *(staged_schema(f) for f in reject_files)], promote_options="permissive"
+            [kept_schema, *(staging.schema_of(f) for f in reject_files)], promote_options="permissive"
         ),
         REJECT_COLUMNS,
     )

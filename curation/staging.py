@@ -68,6 +68,7 @@ class Staging:
         self.stage_names = list(stage_names)
         self.kept_files: list[tuple[Path, int, int]] = []  # (file, first position, rows)
         self.reject_files: dict[str, list[Path]] = {name: [] for name in stage_names}
+        self._written: dict[Path, tuple[pa.Schema, int]] = {}  # schema and rows of each file written
         self.rows = 0
         self.compact: list[pa.Table] = []
         self.num_perm = num_perm
@@ -103,7 +104,7 @@ class Staging:
                 compact = compact.set_column(i, name, pc.dictionary_encode(compact[name]))
         self.compact.append(compact)
         path = self.root / f"kept-{len(self.kept_files):06d}{STAGED_SUFFIX}"
-        write_staged(_public(table), path)
+        self._write(_public(table), path)
         self.kept_files.append((path, self.rows, n))
         self.rows += n
         if len(self.kept_files) % 50 == 0:
@@ -113,7 +114,7 @@ class Staging:
     def add_rejected(self, stage: str, table: pa.Table) -> None:
         files = self.reject_files.setdefault(stage, [])
         path = self.root / f"rejects-{stage}-{len(files):06d}{STAGED_SUFFIX}"
-        write_staged(_public(table), path)
+        self._write(_public(table), path)
         files.append(path)
 
     def result(self) -> Staging:
@@ -157,6 +158,7 @@ class Staging:
         self.stage_names = state["stage_names"]
         self.kept_files = [(root / name, pos, n) for name, pos, n in state["kept_files"]]
         self.reject_files = {k: [root / name for name in v] for k, v in state["reject_files"].items()}
+        self._written = {}  # read from the files when needed
         self.rows, self.num_perm, self.n_bands = state["rows"], state["num_perm"], state["n_bands"]
         self.sig_path = root / "signatures.u32"
         self._sig, self._bands, self.compact = None, [], []
@@ -169,9 +171,22 @@ class Staging:
             raise ValueError(f"staged files missing: {missing[:3]}")
         return self
 
+    def _write(self, table: pa.Table, path: Path) -> None:
+        write_staged(table, path)
+        self._written[path] = (table.schema, table.num_rows)
+
+    def schema_of(self, path: Path) -> pa.Schema:
+        """A staged file's schema (known without reading it when this run wrote it)."""
+        known = self._written.get(path)
+        return known[0] if known else staged_schema(path)
+
+    def rows_of(self, path: Path) -> int:
+        known = self._written.get(path)
+        return known[1] if known else staged_rows(path)
+
     def kept_schema(self) -> pa.Schema:
         return pa.unify_schemas(
-            [staged_schema(p) for p, _, _ in self.kept_files], promote_options="permissive"
+            [self.schema_of(p) for p, _, _ in self.kept_files], promote_options="permissive"
         )
 
     def close_files(self) -> None:
