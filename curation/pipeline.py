@@ -37,6 +37,7 @@ from curation.engine import (
 )
 from curation.errors import AccountingError, ConfigError
 from curation.faults import crash_point
+from curation.gc_freeze import older_objects_frozen
 from curation.io.reader import SourceRead, read_source
 from curation.mixing import mix, split_validation
 from curation.output import MANIFEST_VERSION, STAGING_DIR, prepare_out_dir, write_json_atomic
@@ -113,6 +114,11 @@ def run_curation(
 ) -> RunResult:
     """Curate ``cfg``'s sources into ``out``. With ``resume``, a finished run with the same config
     and inputs is returned as it is, and an interrupted one goes on from its checkpoint."""
+    with older_objects_frozen():
+        return _run_curation(cfg, out, overwrite, tokenizer, workers, engine, ray_address, resume)
+
+
+def _run_curation(cfg, out, overwrite, tokenizer, workers, engine, ray_address, resume) -> RunResult:
     if not cfg.sources:
         raise ConfigError("no sources configured: add 'sources:' to the config or pass --source NAME=PATH")
     if engine not in ("local", "ray"):
