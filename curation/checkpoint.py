@@ -56,8 +56,8 @@ def save(
     fingerprint: dict,
 ):
     root = staging.root
-    write_staged(compact, root / f"compact{STAGED_SUFFIX}")
-    write_staged(quarantine, root / f"quarantine{STAGED_SUFFIX}")
+    write_staged(compact, root / f"compact{STAGED_SUFFIX}", staging.compression)
+    write_staged(quarantine, root / f"quarantine{STAGED_SUFFIX}", staging.compression)
     state = {
         **fingerprint,
         "staging": staging.state(),

@@ -44,7 +44,7 @@ from curation.output import MANIFEST_VERSION, STAGING_DIR, prepare_out_dir, writ
 from curation.resources import peak_rss_mb, release_memory, reset_peak
 from curation.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
 from curation.stages import RefusalCapStage, StageCounts, build_map_stages
-from curation.staging import Staging
+from curation.staging import LZ4_FROM_ROWS, Staging
 from curation.verify import verify_run
 from curation.versions import package_version
 
@@ -184,7 +184,13 @@ def _run_curation(cfg, out, overwrite, tokenizer, workers, engine, ray_address, 
             cfg, out, t_start, phases, counts, reads, result, stages, engine, None, fingerprint, staging
         )
 
-    staging = Staging(out / STAGING_DIR, [s.name for s in stages], near.cfg.num_perm if near else None)
+    large = engine == "ray" or est_rows >= LZ4_FROM_ROWS  # staged bytes matter more than CPU
+    staging = Staging(
+        out / STAGING_DIR,
+        [s.name for s in stages],
+        near.cfg.num_perm if near else None,
+        compression="lz4" if large else None,
+    )
     if engine == "ray":
         runner = _ray_engine(stages, counts, staging, ray_address, near)
     else:

@@ -76,20 +76,32 @@ def test_small_pieces_are_gathered_into_full_row_groups(tmp_path, monkeypatch):
     assert rows["x"].null_count == 6 and rows["source"].to_pylist()[:4] == ["b"] * 3 + ["a"]
 
 
-def test_staged_files_round_trip_with_their_schema_and_row_count(tmp_path):
+@pytest.mark.parametrize("compression", [None, "lz4"])
+def test_staged_files_round_trip_with_their_schema_and_row_count(tmp_path, compression):
     from curation.staging import read_staged, staged_rows, staged_schema, write_staged
 
+    schema = pa.schema([("id", pa.string()), ("n", pa.int64())])
     table = pa.concat_tables(  # several chunks: several record batches in the file
         [
-            pa.table({"id": ["a", "b"], "n": [1, 2]}),
-            pa.table({"id": ["c"], "n": [None]}, schema=pa.schema([("id", pa.string()), ("n", pa.int64())])),
+            pa.table({"id": ["a", "b"], "n": [1, 2]}, schema=schema),
+            pa.table({"id": ["c"], "n": [None]}, schema=schema),
         ]
     )
     path = tmp_path / "kept-000000.arrow"
-    write_staged(table, path)
+    write_staged(table, path, compression)
     assert staged_schema(path) == table.schema
     assert staged_rows(path) == 3
     assert read_staged(path).equals(table.combine_chunks())
     empty = tmp_path / "empty.arrow"
-    write_staged(table.slice(0, 0), empty)
+    write_staged(table.slice(0, 0), empty, compression)
     assert staged_rows(empty) == 0 and read_staged(empty).schema == table.schema
+
+
+def test_lz4_staging_is_smaller_for_text(tmp_path):
+    from curation.staging import read_staged, write_staged
+
+    table = pa.table({"text": ["the same sentence, again and again. " * 20] * 200})
+    write_staged(table, tmp_path / "plain.arrow")
+    write_staged(table, tmp_path / "lz4.arrow", "lz4")
+    assert (tmp_path / "lz4.arrow").stat().st_size * 5 < (tmp_path / "plain.arrow").stat().st_size
+    assert read_staged(tmp_path / "lz4.arrow").equals(table)

@@ -210,6 +210,20 @@ def test_strict_mode_from_cli(tmp_path, capsys, tiny_tokenizer_dir):
     assert rc == 2 and "row 2: field output: missing field" in capsys.readouterr().err
 
 
+def test_a_large_run_stages_lz4_compressed_files_with_the_same_result(sample_run, tmp_path, monkeypatch):
+    from curation import pipeline, staging
+
+    monkeypatch.setattr(pipeline, "LZ4_FROM_ROWS", 0)  # the sample counts as large
+    used = []
+    write = staging.write_staged
+    monkeypatch.setattr(staging, "write_staged", lambda t, p, c=None: used.append(c) or write(t, p, c))
+    large = run_curation(load_config(ROOT / "data" / "sample.yaml"), out=tmp_path / "large")
+    assert used and set(used) == {"lz4"}
+    assert large.kept["id"].to_pylist() == sample_run.kept["id"].to_pylist()
+    assert large.rejected["reject_reason"].to_pylist() == sample_run.rejected["reject_reason"].to_pylist()
+    assert large.manifest["counts"] == sample_run.manifest["counts"]
+
+
 @pytest.mark.parametrize("dedicated_reader", [False, True])
 def test_workers_give_the_same_result(sample_run, tmp_path, monkeypatch, dedicated_reader):
     from curation import engine, pipeline
