@@ -40,6 +40,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from curation.blas_threads import limit_blas_to_one_thread
 from curation.resources import peak_rss_mb, usable_cores
 from curation.stages.base import Stage, StageCounts
 
@@ -129,6 +130,7 @@ def _keep_pandas_out() -> None:
 def _init_worker(payload: bytes) -> None:
     global _WORKER_STAGES
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one process per core already
+    limit_blas_to_one_thread()  # its spinning threads would take the core from the other process
     _keep_pandas_out()
     _WORKER_STAGES = pickle.loads(payload)
 

@@ -23,6 +23,7 @@ from curation.assemble import (
     with_fields,
     write_shards_locally,
 )
+from curation.blas_threads import one_blas_thread
 from curation.checkpoint import config_fingerprint, input_fingerprint
 from curation.config import CurateConfig
 from curation.dedup.decontaminate import DecontaminationStage
@@ -114,7 +115,7 @@ def run_curation(
 ) -> RunResult:
     """Curate ``cfg``'s sources into ``out``. With ``resume``, a finished run with the same config
     and inputs is returned as it is, and an interrupted one goes on from its checkpoint."""
-    with older_objects_frozen():
+    with older_objects_frozen(), one_blas_thread():
         return _run_curation(cfg, out, overwrite, tokenizer, workers, engine, ray_address, resume)
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from curation.assemble import ShardTask, write_shard
+from curation.blas_threads import limit_blas_to_one_thread
 from curation.engine import _from_worker, collect_steps, from_ipc, run_batch, to_ipc
 from curation.errors import CurationError
 from curation.faults import crash_point
@@ -53,6 +54,7 @@ class _StageRunner:
 
     def __init__(self, payload: bytes):
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        limit_blas_to_one_thread()
         self.stages: list[Stage] = pickle.loads(payload)
 
     def __call__(self, block: pa.Table) -> pa.Table:

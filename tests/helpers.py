@@ -26,3 +26,12 @@ def chat(*turns: str, system: str | None = None) -> list[dict]:
     for i, t in enumerate(turns):
         msgs.append({"role": "user" if i % 2 == 0 else "assistant", "content": t})
     return msgs
+
+
+def thread_pools() -> dict:
+    """The BLAS and polars thread-pool sizes of the process that calls it (run in workers)."""
+    import polars as pl
+    from threadpoolctl import threadpool_info
+
+    blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    return {"blas": blas, "polars": pl.thread_pool_size()}

@@ -1,0 +1,73 @@
+import ast
+import pickle
+import subprocess
+import sys
+
+import pytest
+from threadpoolctl import threadpool_info
+
+import curation.pipeline as pipeline
+from curation.blas_threads import one_blas_thread
+from tests.conftest import ROOT
+from tests.helpers import thread_pools
+
+
+def blas_threads() -> list[int]:
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+@pytest.fixture
+def blas_loaded():
+    if not blas_threads():
+        pytest.skip("numpy was built without a BLAS library that threadpoolctl can control")
+
+
+def test_one_blas_thread_for_the_block_then_as_before(blas_loaded):
+    before = blas_threads()
+    with one_blas_thread():
+        assert blas_threads() == [1] * len(before)
+    assert blas_threads() == before
+
+
+def test_as_before_after_an_error_too(blas_loaded):
+    before = blas_threads()
+    with pytest.raises(RuntimeError), one_blas_thread():
+        raise RuntimeError("stage failed")
+    assert blas_threads() == before
+
+
+def test_a_curate_run_holds_blas_to_one_thread(blas_loaded, monkeypatch):
+    seen = []
+    monkeypatch.setattr(pipeline, "_run_curation", lambda *args: seen.append(blas_threads()))
+    before = blas_threads()
+    pipeline.run_curation(cfg=None)
+    assert seen == [[1] * len(before)]
+    assert blas_threads() == before
+
+
+def test_a_map_worker_runs_with_one_blas_thread(blas_loaded):
+    code = (
+        "import pickle\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from curation.engine import _init_worker\n"
+        "_init_worker(pickle.dumps([]))\n"
+        "print([lib['num_threads'] for lib in threadpool_info() if lib['user_api'] == 'blas'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    threads = ast.literal_eval(proc.stdout.strip())
+    assert threads and set(threads) == {1}
+
+
+def test_forked_map_workers_size_their_thread_pools_for_one_process_per_core():
+    from concurrent.futures import ProcessPoolExecutor
+
+    from curation.engine import _init_worker, worker_context
+
+    ctx = worker_context()
+    with ProcessPoolExecutor(
+        1, mp_context=ctx, initializer=_init_worker, initargs=(pickle.dumps([]),)
+    ) as pool:
+        pools = pool.submit(thread_pools).result(timeout=120)
+    assert pools["polars"] == 1
+    assert set(pools["blas"]) <= {1}
