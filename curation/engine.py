@@ -38,9 +38,9 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 
 import pyarrow as pa
-from tqdm.auto import tqdm
 
 from curation.blas_threads import limit_blas_to_one_thread
+from curation.progress import progress_bar
 from curation.resources import peak_rss_mb, usable_cores
 from curation.stages.base import Stage, StageCounts
 
@@ -230,7 +230,7 @@ class LocalEngine:
         self.waiting: deque[_Slot] = deque()  # batches no process has started yet
         self.dedicated_reader = dedicated_reader
         self.bars = [
-            tqdm(desc=s.name, unit=" rows", disable=None, leave=False, position=i)
+            progress_bar(desc=s.name, unit=" rows", disable=None, leave=False, position=i)
             for i, s in enumerate(stages)
         ]
         self.start = time.perf_counter()

@@ -1,5 +1,6 @@
 """The local engine's worker processes: stages travel as plain data and need no model code."""
 
+import os
 import pickle
 import subprocess
 import sys
@@ -131,3 +132,24 @@ def test_the_cli_module_imports_no_config_models():
     code = "import sys, pipelines.curate\nprint([m for m in ('pydantic', 'transformers', 'pandas') if m in sys.modules])"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_a_worker_imports_no_progress_bar_library():
+    """tqdm.auto imports asyncio and ssl (~40 ms on a worker's start-up path); workers show no bars."""
+    code = (
+        "import sys, pickle\n"
+        "import curation.worker_preload\n"
+        "from curation.engine import _init_worker\n"
+        "_init_worker(pickle.dumps([]))\n"
+        "assert 'tqdm' not in sys.modules and 'asyncio' not in sys.modules, sorted(sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_progress_bars_still_count_rows():
+    from curation.progress import progress_bar
+
+    with open(os.devnull, "w") as sink, progress_bar(total=3, disable=False, file=sink) as bar:
+        bar.update(3)
+        assert bar.n == 3

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
-from tqdm.auto import tqdm
 
 from curation.config import SourceConfig
 from curation.errors import InputError, RowError
@@ -22,6 +21,7 @@ from curation.io.files import (
     sha256_file,
 )
 from curation.io.formats import FORMATS, ColumnMapping, detect_format, transcript
+from curation.progress import progress_bar
 from curation.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA, check_messages, conversation_id
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ def read_source(
         files = expand_paths(source.path, base_dir)
         streams = [(p, iter_file(p, max_row_bytes)) for p in files]
 
-    bar = tqdm(desc=f"read {source.name}", unit=" rows", disable=None, leave=False)
+    bar = progress_bar(desc=f"read {source.name}", unit=" rows", disable=None, leave=False)
     for origin, rows in streams:
         before = result.raw_rows
         fmt_used = _consume(source, origin, rows, result, ids, messages, metas, bad, bar, maybe_flush)
