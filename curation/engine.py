@@ -219,7 +219,10 @@ class LocalEngine:
         workers: int = 1,
         sink=None,
         dedicated_reader: bool = False,
+        forked=None,
     ):
+        """``forked``: a ``ForkedWorkers`` of the right size started for this engine (else the
+        workers come from the fork server)."""
         self.stages = stages
         self.counts = counts
         self.workers = max(1, workers)
@@ -247,16 +250,27 @@ class LocalEngine:
             self.in_pool = 0
             self._lock = threading.RLock()  # waiting, in_pool: shared with the pool's result thread
             self._started = self._closing = False
-            self.pool = ProcessPoolExecutor(
-                self.pool_size,
-                mp_context=worker_context(),
-                initializer=_init_worker,
-                initargs=(pickle.dumps(stages),),
-            )
-            # Launching a worker blocks until the fork server has started it: launch from a thread,
-            # which then hands out the batches read meanwhile; this process goes on reading.
-            self._launcher = threading.Thread(target=self._launch, daemon=True)
-            self._launcher.start()
+            self._launcher = None
+            if forked is not None:
+                if forked.n != self.pool_size:
+                    raise ValueError(f"{forked.n} forked workers for a pool of {self.pool_size}")
+                self.pool = forked.executor
+                counts.worker_start = "fork"
+                forked.send_stages(stages)
+                self._launch()
+            else:
+                context = worker_context()
+                counts.worker_start = context.get_start_method()
+                self.pool = ProcessPoolExecutor(
+                    self.pool_size,
+                    mp_context=context,
+                    initializer=_init_worker,
+                    initargs=(pickle.dumps(stages),),
+                )
+                # Launching a worker blocks until the fork server has started it: launch from a
+                # thread, which then hands out the batches read meanwhile; this process reads on.
+                self._launcher = threading.Thread(target=self._launch, daemon=True)
+                self._launcher.start()
 
     def _launch(self) -> None:
         self.pool.submit(os.getpid)
@@ -372,7 +386,8 @@ class LocalEngine:
         if self.pool is not None:
             with self._lock:
                 self._closing = True  # no more hand-outs from the result thread
-            self._launcher.join()
+            if self._launcher is not None:
+                self._launcher.join()
             self.pool.shutdown(cancel_futures=True)
             self.pool = None
 

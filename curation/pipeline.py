@@ -38,6 +38,8 @@ from curation.engine import (
 )
 from curation.errors import AccountingError, ConfigError
 from curation.faults import crash_point
+from curation.fork_safety import fork_is_safe
+from curation.forked_workers import ForkedWorkers
 from curation.gc_freeze import older_objects_frozen
 from curation.io.reader import SourceRead, read_source
 from curation.mixing import mix, split_validation
@@ -141,109 +143,121 @@ def _run_curation(cfg, out, overwrite, tokenizer, workers, engine, ray_address, 
     prepare_out_dir(out, overwrite=overwrite, keep_staging=restored is not None)
 
     counts = StageCounts()
-    n_workers, est_rows = 1, 0
+    n_workers, est_rows, forked = 1, 0, None
     if engine == "local" and restored is None:
         max_workers = workers or cfg.workers or default_workers()
         est_rows = _estimate_rows(cfg, base_dir)
         n_workers = workers_for(est_rows, max_workers)
-        if n_workers > 1:
+        if n_workers > 1 and fork_is_safe():
+            # Forked now, before building the stages can start a thread (curation.forked_workers).
+            forked = ForkedWorkers(n_workers if est_rows >= DEDICATED_READER_ROWS else n_workers - 1)
+        elif n_workers > 1:
             start_worker_server()  # its imports overlap with loading the tokenizer here
-    stages = build_map_stages(cfg.stages, tokenizer=tokenizer)
-    if cfg.stages.decontamination.eval_sets:  # per row against fixed evaluation n-grams: a map stage
-        stages.append(DecontaminationStage(cfg.stages.decontamination, base_dir))
-    st = cfg.stages
-    exact = ExactDedupStage(st.exact_dedup) if st.exact_dedup.enabled else None
-    near = NearDedupStage(st.near_dedup) if st.near_dedup.enabled else None
-    if exact or near:
-        stages.append(
-            DedupSketchStage(exact and exact.cfg, near, near and near.cfg)
-        )  # sketched per batch, on every core
+    try:
+        stages = build_map_stages(cfg.stages, tokenizer=tokenizer)
+        if cfg.stages.decontamination.eval_sets:  # per row against fixed evaluation n-grams: a map stage
+            stages.append(DecontaminationStage(cfg.stages.decontamination, base_dir))
+        st = cfg.stages
+        exact = ExactDedupStage(st.exact_dedup) if st.exact_dedup.enabled else None
+        near = NearDedupStage(st.near_dedup) if st.near_dedup.enabled else None
+        if exact or near:
+            stages.append(
+                DedupSketchStage(exact and exact.cfg, near, near and near.cfg)
+            )  # sketched per batch, on every core
 
-    def global_and_write(staging, held, counts, reads, quarantine, ray_runner):
-        """The global stages and the shards, the same after a map phase or a restored checkpoint;
-        with the Ray engine, the shards are written as Ray tasks."""
-        write = ray_runner.write_shards if ray_runner is not None else None
-        return _global_and_write(
-            cfg, out, staging, held, counts, reads, quarantine, exact, near, phases, write_shards=write
+        def global_and_write(staging, held, counts, reads, quarantine, ray_runner):
+            """The global stages and the shards, the same after a map phase or a restored checkpoint;
+            with the Ray engine, the shards are written as Ray tasks."""
+            write = ray_runner.write_shards if ray_runner is not None else None
+            return _global_and_write(
+                cfg, out, staging, held, counts, reads, quarantine, exact, near, phases, write_shards=write
+            )
+
+        if restored is not None:
+            staging, compact, counts, reads, quarantine = restored
+            held = [compact]  # handed over: the global stages free it as soon as they can
+            del restored, compact
+            phases.end("read+map")
+            ray_runner = _ray_engine(stages, counts, staging, ray_address, near) if engine == "ray" else None
+            try:
+                result = global_and_write(staging, held, counts, reads, quarantine, ray_runner)
+            except BaseException:
+                staging.close_files()
+                raise
+            finally:
+                if ray_runner is not None:
+                    ray_runner.shutdown()
+            return _finish(
+                cfg, out, t_start, phases, counts, reads, result, stages, engine, None, fingerprint, staging
+            )
+
+        large = engine == "ray" or est_rows >= LZ4_FROM_ROWS  # staged bytes matter more than CPU
+        staging = Staging(
+            out / STAGING_DIR,
+            [s.name for s in stages],
+            near.cfg.num_perm if near else None,
+            compression="lz4" if large else None,
         )
+        if engine == "ray":
+            runner = _ray_engine(stages, counts, staging, ray_address, near)
+        else:
+            runner = LocalEngine(
+                stages,
+                counts,
+                n_workers,
+                sink=staging,
+                dedicated_reader=est_rows >= DEDICATED_READER_ROWS,
+                forked=forked,
+            )
 
-    if restored is not None:
-        staging, compact, counts, reads, quarantine = restored
-        held = [compact]  # handed over: the global stages free it as soon as they can
-        del restored, compact
-        phases.end("read+map")
-        ray_runner = _ray_engine(stages, counts, staging, ray_address, near) if engine == "ray" else None
+        # Sources are read in chunks that go to the engine at once: reading overlaps the stages.
+        def on_records(chunk: pa.Table) -> None:
+            chunk = chunk.append_column("n_turns", pc.list_value_length(chunk["messages"]).cast(pa.int32()))
+            for i in range(0, chunk.num_rows, cfg.batch_size):
+                runner.submit(chunk.slice(i, cfg.batch_size))
+
         try:
-            result = global_and_write(staging, held, counts, reads, quarantine, ray_runner)
+            reads: list[SourceRead] = [
+                read_source(
+                    s,
+                    base_dir,
+                    strict=cfg.strict,
+                    on_records=on_records,
+                    chunk_rows=cfg.batch_size,
+                    max_row_bytes=cfg.max_row_bytes,
+                )
+                for s in cfg.sources
+            ]
+            empty = RECORD_SCHEMA.empty_table()
+            runner.finish(empty.append_column("n_turns", pa.array([], pa.int32())))
+            phases.end("read+map")
+            quarantine = (
+                pa.concat_tables([r.quarantine for r in reads]) if reads else QUARANTINE_SCHEMA.empty_table()
+            )
+            if fingerprint["inputs_sha256"] is None:
+                fingerprint["inputs_sha256"] = _inputs_of(reads, cfg, base_dir)
+            held = [staging.compact_table()]  # handed over: the global stages free it as soon as they can
+            checkpoint.save(staging, held[0], counts, reads, quarantine, fingerprint)
+            crash_point("checkpoint")
+            result = global_and_write(
+                staging, held, counts, reads, quarantine, runner if engine == "ray" else None
+            )
         except BaseException:
+            runner.close()
             staging.close_files()
+            if not (staging.root / checkpoint.CHECKPOINT).exists():
+                staging.remove()  # nothing worth resuming from
             raise
         finally:
-            if ray_runner is not None:
-                ray_runner.shutdown()
+            if engine == "ray":
+                runner.shutdown()
+        peak = getattr(runner, "worker_peak_rss_mb", 0.0)
         return _finish(
-            cfg, out, t_start, phases, counts, reads, result, stages, engine, None, fingerprint, staging
+            cfg, out, t_start, phases, counts, reads, result, stages, engine, peak, fingerprint, staging
         )
-
-    large = engine == "ray" or est_rows >= LZ4_FROM_ROWS  # staged bytes matter more than CPU
-    staging = Staging(
-        out / STAGING_DIR,
-        [s.name for s in stages],
-        near.cfg.num_perm if near else None,
-        compression="lz4" if large else None,
-    )
-    if engine == "ray":
-        runner = _ray_engine(stages, counts, staging, ray_address, near)
-    else:
-        runner = LocalEngine(
-            stages, counts, n_workers, sink=staging, dedicated_reader=est_rows >= DEDICATED_READER_ROWS
-        )
-
-    # Sources are read in chunks that go to the engine at once: reading overlaps the stages.
-    def on_records(chunk: pa.Table) -> None:
-        chunk = chunk.append_column("n_turns", pc.list_value_length(chunk["messages"]).cast(pa.int32()))
-        for i in range(0, chunk.num_rows, cfg.batch_size):
-            runner.submit(chunk.slice(i, cfg.batch_size))
-
-    try:
-        reads: list[SourceRead] = [
-            read_source(
-                s,
-                base_dir,
-                strict=cfg.strict,
-                on_records=on_records,
-                chunk_rows=cfg.batch_size,
-                max_row_bytes=cfg.max_row_bytes,
-            )
-            for s in cfg.sources
-        ]
-        empty = RECORD_SCHEMA.empty_table()
-        runner.finish(empty.append_column("n_turns", pa.array([], pa.int32())))
-        phases.end("read+map")
-        quarantine = (
-            pa.concat_tables([r.quarantine for r in reads]) if reads else QUARANTINE_SCHEMA.empty_table()
-        )
-        if fingerprint["inputs_sha256"] is None:
-            fingerprint["inputs_sha256"] = _inputs_of(reads, cfg, base_dir)
-        held = [staging.compact_table()]  # handed over: the global stages free it as soon as they can
-        checkpoint.save(staging, held[0], counts, reads, quarantine, fingerprint)
-        crash_point("checkpoint")
-        result = global_and_write(
-            staging, held, counts, reads, quarantine, runner if engine == "ray" else None
-        )
-    except BaseException:
-        runner.close()
-        staging.close_files()
-        if not (staging.root / checkpoint.CHECKPOINT).exists():
-            staging.remove()  # nothing worth resuming from
-        raise
     finally:
-        if engine == "ray":
-            runner.shutdown()
-    peak = getattr(runner, "worker_peak_rss_mb", 0.0)
-    return _finish(
-        cfg, out, t_start, phases, counts, reads, result, stages, engine, peak, fingerprint, staging
-    )
+        if forked is not None:
+            forked.close()  # workers still waiting for stages exit; a no-op after the engine's close
 
 
 def _ray_engine(stages, counts, staging, ray_address, near):
@@ -312,6 +326,7 @@ def _finish(
             "name": engine,
             "workers": counts.workers,
             "worker_processes": counts.worker_processes,
+            "worker_start": counts.worker_start,
             "batch_size": cfg.batch_size,
             "worker_peak_rss_mb": None if worker_peak is None else round(worker_peak, 1),
             "resumed": worker_peak is None,

@@ -100,6 +100,7 @@ class StageCounts:
         self.order: list[str] = []
         self.workers = 1
         self.worker_processes = 0  # processes started for the map stages (besides this one)
+        self.worker_start: str | None = None  # how: "fork" (from this process), "forkserver", "spawn"
 
     def record(self, stage: str, batch_in: pa.Table, rejected: pa.Table, seconds: float) -> None:
         if stage not in self.order:
@@ -120,6 +121,7 @@ class StageCounts:
             "order": self.order,
             "workers": self.workers,
             "worker_processes": self.worker_processes,
+            "worker_start": self.worker_start,
             "seconds": dict(self.seconds),
             "rows_in": {k: dict(v) for k, v in self.rows_in.items()},
             "removed": {k: {s: dict(c) for s, c in v.items()} for k, v in self.removed.items()},
@@ -131,6 +133,7 @@ class StageCounts:
         counts.order = list(state["order"])
         counts.workers = state["workers"]
         counts.worker_processes = state.get("worker_processes", 0)
+        counts.worker_start = state.get("worker_start")
         counts.seconds.update(state["seconds"])
         for k, v in state["rows_in"].items():
             counts.rows_in[k].update(v)
