@@ -17,10 +17,12 @@ held up by start-up, and both cores stay busy to the end. On a large input
 runs a batch it cannot hand out the next one, and at 1,000,000 rows its worker then waited ~20 s
 in all and the map phase took ~10% longer; the reading shares the cores with the workers instead.
 
-Workers are forked by a ``forkserver`` (a clean process that imported the stage modules once and
-never ran polars' thread pool: forking the caller itself is not safe once polars or the Rust
-tokenizers have started threads), falling back to ``spawn``; they rebuild the stages from their
-pickled form (configs plus a plain-data tokenizer spec). Batches travel as
+A curate run forks its workers from its own process at its start when that is safe
+(``curation.forked_workers``, ``curation.fork_safety``). Otherwise, and for ``map_stages``, workers
+are forked by a ``forkserver`` (a clean process that imported the stage modules once and never ran
+polars' thread pool: forking the caller itself is not safe once polars has started threads),
+falling back to ``spawn``. Either way they rebuild the stages from their pickled form (configs plus
+a plain-data tokenizer spec). Batches travel as
 Arrow IPC bytes, with the small state the parent learned while preparing them (``Stage.prepare``,
 e.g. chat-template skeletons), so workers never need the template engine or transformers.
 """
