@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import pickle
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 
 from curation.engine import _init_worker
@@ -37,7 +38,11 @@ class ForkedWorkers:
         self.executor = ProcessPoolExecutor(
             n, mp_context=ctx, initializer=_receive_stages, initargs=(self._stages_in,)
         )
-        self.executor.submit(os.getpid)  # the first task launches (forks) every worker, now
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns on any fork of a process with more than one thread; the threads
+            # here were checked first (fork_is_safe: fork-aware native threads only).
+            warnings.filterwarnings("ignore", r".*multi-threaded.*fork", DeprecationWarning)
+            self.executor.submit(os.getpid)  # the first task launches (forks) every worker, now
         self._sent = False
 
     def send_stages(self, stages: list[Stage]) -> None:
