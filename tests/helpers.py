@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pyarrow as pa
 
 from curation.schema import records_table
@@ -35,3 +39,20 @@ def thread_pools() -> dict:
 
     blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
     return {"blas": blas, "polars": pl.thread_pool_size()}
+
+
+def run_python(code: str, timeout: int = 240, quiet: bool = False) -> str:
+    """The last line ``code`` prints in a fresh interpreter started in the project root (it
+    must succeed); with ``quiet``, nothing on its stderr may look like a traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    if quiet:
+        assert "Traceback" not in proc.stderr and "Exception" not in proc.stderr, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    return lines[-1] if lines else ""

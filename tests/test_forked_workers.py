@@ -1,28 +1,15 @@
 """Map workers forked from the run's own process (curation.forked_workers), and when that is safe."""
 
 import json
-import subprocess
 import sys
 import threading
 
 import pytest
 
 from curation.fork_safety import fork_is_safe
-from tests.conftest import ROOT
+from tests.helpers import run_python
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="workers are forked only on Linux")
-
-
-def run_python(code: str, timeout: int = 240, quiet: bool = False) -> str:
-    """The last line ``code`` prints in a fresh interpreter; with ``quiet``, nothing on stderr
-    may look like a traceback."""
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=timeout
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    if quiet:
-        assert "Traceback" not in proc.stderr and "Exception" not in proc.stderr, proc.stderr[-3000:]
-    return proc.stdout.strip().splitlines()[-1]
 
 
 def test_safe_in_a_fresh_process_that_imported_polars_but_not_once_its_pool_ran():

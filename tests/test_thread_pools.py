@@ -1,15 +1,12 @@
 import ast
 import pickle
-import subprocess
-import sys
 
 import pytest
 from threadpoolctl import threadpool_info
 
 import curation.pipeline as pipeline
 from curation.blas_threads import one_blas_thread
-from tests.conftest import ROOT
-from tests.helpers import thread_pools
+from tests.helpers import run_python, thread_pools
 
 
 def blas_threads() -> list[int]:
@@ -53,9 +50,7 @@ def test_a_map_worker_runs_with_one_blas_thread(blas_loaded):
         "_init_worker(pickle.dumps([]))\n"
         "print([lib['num_threads'] for lib in threadpool_info() if lib['user_api'] == 'blas'])\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    threads = ast.literal_eval(proc.stdout.strip())
+    threads = ast.literal_eval(run_python(code))
     assert threads and set(threads) == {1}
 
 
