@@ -1,10 +1,10 @@
 """Whether this process can start map workers by forking itself, the cheapest way to start them.
 
-A forked worker starts in a few milliseconds with everything this process has already imported and
-built (the stages, the tokenizer, the language model). A worker forked by the clean ``forkserver``
-instead pays ~0.65 s of CPU first (a fresh interpreter importing polars, numpy, pyarrow and the
-stages, then rebuilding the stages from their pickled form), which on a 2-core machine is a third
-of a 10,000-row run spent on the second core before it does any work.
+A forked worker starts in a few milliseconds with everything this process has already imported
+(``curation.forked_workers``). A worker forked by the clean ``forkserver`` instead first pays
+~0.5 s of CPU for a fresh interpreter that imports polars, numpy, pyarrow and the stages; on a
+2-core machine that is a large share of a 10,000-row run, spent on the second core before it does
+any work.
 
 Forking a process copies only the thread that forks, so it is safe only while no other thread
 can hold a lock or own state the child needs:
@@ -55,6 +55,7 @@ def native_thread_names() -> list[str] | None:
 
 
 def fork_is_safe() -> bool:
+    """True when forking this process now cannot leave a lock held in the child (see above)."""
     if sys.platform != "linux" or "fork" not in mp.get_all_start_methods():
         return False
     if threading.active_count() > 1:
