@@ -31,22 +31,17 @@ class LanguageStage(Stage):
         n = batch.num_rows
         # The answer first (it is what the model learns), then the prompt: a short answer ("4",
         # "Canberra") is judged together with its question.
-        t = turns(batch, roles=("user", "assistant"))
-        assistant = (
-            t.filter(pl.col("role") == "assistant")
-            .group_by("row", maintain_order=True)
-            .agg(pl.col("content").str.join(" ").alias("a"))
-        )
-        user = (
-            t.filter(pl.col("role") == "user")
-            .group_by("row", maintain_order=True)
-            .agg(pl.col("content").str.join(" ").alias("u"))
-        )
+        role = pl.col("role")
         text = (
-            assistant.join(user, on="row", how="full", coalesce=True)
+            turns(batch, roles=("user", "assistant"))
+            .group_by("row", maintain_order=True)
+            .agg(
+                a=pl.col("content").filter(role == "assistant").str.join(" "),
+                u=pl.col("content").filter(role == "user").str.join(" "),
+            )
             .select(
                 "row",
-                content=pl.concat_str([pl.col("a").fill_null(""), pl.col("u").fill_null("")], separator=" ")
+                content=pl.concat_str([pl.col("a"), pl.col("u")], separator=" ")
                 .str.replace_all(CODE_FENCE_RE, " ")
                 .pipe(single_spaced)
                 .str.strip_chars()
