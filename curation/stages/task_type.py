@@ -20,17 +20,14 @@ if TYPE_CHECKING:  # configs are not imported by modules that only run stages
 def first_turns(batch) -> pl.DataFrame:
     """Per row: ``prompt`` (first user turn) and ``response`` (first assistant turn), "" if none."""
     t = turns(batch, roles=("user", "assistant"))
-    first = (
-        t.group_by(["row", "role"], maintain_order=True)
-        .first()
-        .pivot(on="role", index="row", values="content")
+    role = pl.col("role")
+    first = t.group_by("row", maintain_order=True).agg(
+        prompt=pl.col("content").filter(role == "user").first(),
+        response=pl.col("content").filter(role == "assistant").first(),
     )
     every = pl.DataFrame({"row": pl.int_range(0, batch.num_rows, eager=True, dtype=t["row"].dtype)})
     out = every.join(first, on="row", how="left", maintain_order="left")
-    for col in ("user", "assistant"):
-        if col not in out.columns:
-            out = out.with_columns(pl.lit(None, pl.String).alias(col))
-    return out.select(prompt=pl.col("user").fill_null(""), response=pl.col("assistant").fill_null(""))
+    return out.select(pl.col("prompt").fill_null(""), pl.col("response").fill_null(""))
 
 
 class TaskTypeStage(Stage):
