@@ -129,10 +129,15 @@ def _keep_pandas_out() -> None:
         sys.meta_path.insert(0, _NoPandas())
 
 
-def _init_worker(payload: bytes) -> None:
-    global _WORKER_STAGES
+def set_up_worker_process() -> None:
+    """Thread settings for a process that runs map stages, one per core (local or Ray workers)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one process per core already
     limit_blas_to_one_thread()  # its spinning threads would take the core from the other process
+
+
+def _init_worker(payload: bytes) -> None:
+    global _WORKER_STAGES
+    set_up_worker_process()
     _keep_pandas_out()
     _WORKER_STAGES = pickle.loads(payload)
 

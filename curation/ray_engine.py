@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import time
 
@@ -28,8 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from curation.assemble import ShardTask, write_shard
-from curation.blas_threads import limit_blas_to_one_thread
-from curation.engine import _from_worker, collect_steps, from_ipc, run_batch, to_ipc
+from curation.engine import _from_worker, collect_steps, from_ipc, run_batch, set_up_worker_process, to_ipc
 from curation.errors import CurationError
 from curation.faults import crash_point
 from curation.resources import peak_rss_mb
@@ -53,8 +51,7 @@ class _StageRunner:
     """A Ray actor's copy of the map stages (built once from their pickled form)."""
 
     def __init__(self, payload: bytes):
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        limit_blas_to_one_thread()
+        set_up_worker_process()
         self.stages: list[Stage] = pickle.loads(payload)
 
     def __call__(self, block: pa.Table) -> pa.Table:
