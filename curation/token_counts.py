@@ -390,9 +390,9 @@ class TemplateTokenCounter:
         process that never needed it. A character belongs to the token holding its first byte
         (the first token that holds any of it, as ``char_to_token`` answers)."""
         if self._token_bytes is None:
-            self._token_bytes = token_byte_lengths(self.encoder)
+            self._token_bytes = token_byte_lengths(self.encoder.enc)
         for row, (text, spans) in zip(rows, rendered, strict=True):
-            ids = np.asarray(self.encoder.encode(text, allowed_special="all"), dtype=np.int64)
+            ids = np.asarray(self.encoder.encode(text), dtype=np.int64)
             starts = np.cumsum(self._token_bytes[ids]) - self._token_bytes[ids]  # first byte of each token
             completion, first = 0, -1
             for start, _, end in spans or []:
@@ -510,9 +510,7 @@ class TemplateTokenCounter:
         if not pieces:
             return []
         if self.encoder is not None:
-            # A plain loop: ~3x faster than tiktoken's encode_ordinary_batch thread pool here.
-            encode = self.encoder.encode_ordinary
-            return [len(encode(p)) for p in pieces]
+            return self.encoder.count_pieces(pieces)
         return [len(e.ids) for e in self.backend_tok.encode_batch_fast(pieces, add_special_tokens=False)]
 
     def _piecewise_agrees(self) -> bool:

@@ -187,7 +187,7 @@ def test_token_byte_lengths_from_the_rank_tables_equal_decoding_each_token(tiny_
     from curation import fast_bpe
     from curation.token_counts import token_byte_lengths
 
-    enc = fast_bpe.tiktoken_encoder(tiny_tokenizer._tokenizer)
+    enc = fast_bpe.tiktoken_encoder(tiny_tokenizer._tokenizer).enc
     decoded = [len(enc.decode_single_token_bytes(t)) for t in range(enc.n_vocab)]
     assert enc._special_tokens  # the template's special tokens are counted too
     assert token_byte_lengths(enc).tolist() == decoded
@@ -344,3 +344,39 @@ def test_the_default_tokenizer_converts_from_its_gguf_without_pytorch_as_transfo
         assert ours.apply_chat_template(conv, tokenize=False) == reference.apply_chat_template(
             conv, tokenize=False
         )
+
+
+# Texts dense in the whitespace runs where the GPT-2 pattern's lookahead matters, with special tokens.
+spacey = st.lists(
+    st.sampled_from(
+        [" ", "  ", "\n", "\n\n", "\t", "\u3000", "\u00a0", "a", "Zé", "'s", "'ll", "7", "-", "<|im_end|>"]
+    )
+    | text,
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(st.lists(spacey, min_size=1, max_size=5))
+def test_the_lookahead_free_encoder_gives_the_tokenizers_ids_and_counts(tiny_tokenizer, texts):
+    from curation import fast_bpe
+
+    backend = tiny_tokenizer._tokenizer
+    enc = fast_bpe.tiktoken_encoder(backend)
+    assert enc.cuts  # the GPT-2 pattern, run without its lookahead
+    for t in texts:
+        assert enc.encode(t) == backend.encode(t, add_special_tokens=False).ids, repr(t)
+    plain = [t.replace("<|im_end|>", "") for t in texts]  # pieces hold no special tokens
+    assert enc.count_pieces(plain) == [len(backend.encode(t, add_special_tokens=False).ids) for t in plain]
+
+
+def test_texts_holding_the_cut_marker_are_encoded_with_the_pattern_as_it_is(tiny_tokenizer):
+    from curation import fast_bpe
+
+    backend = tiny_tokenizer._tokenizer
+    enc = fast_bpe.tiktoken_encoder(backend)
+    texts = [f"a  {fast_bpe.CUT}  b\n\nc", "x  y"]
+    want = [backend.encode(t, add_special_tokens=False).ids for t in texts]
+    assert enc.count_pieces(texts) == [len(ids) for ids in want]
+    assert [enc.encode(t) for t in texts] == want
+    assert enc._exact is not None  # built only for the marker
