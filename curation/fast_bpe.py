@@ -119,15 +119,19 @@ class BpeEncoder:
             self._exact = self._make(pat_str=self.pattern, special_tokens=self.added)
         return self._exact
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text``, its special tokens included (``allowed_special="all"``)."""
-        if not self.cuts or CUT in text:
-            return self.exact.encode(text, allowed_special="all")
-        cut = self._cut([text])[0]
-        if self._uncut is not None:
-            cut = self._uncut.sub("", cut)
-        ids = self.enc.encode(cut, allowed_special="all")
-        return [i for i in ids if i != self.cut_id]
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, its special tokens included (``allowed_special="all"``)."""
+        if not self.cuts:
+            return [self.exact.encode(t, allowed_special="all") for t in texts]
+        out = []
+        for text, cut in zip(texts, self._cut(texts), strict=True):
+            if CUT in text:
+                out.append(self.exact.encode(text, allowed_special="all"))
+                continue
+            if self._uncut is not None:
+                cut = self._uncut.sub("", cut)
+            out.append([i for i in self.enc.encode(cut, allowed_special="all") if i != self.cut_id])
+        return out
 
     def count_pieces(self, pieces: list[str]) -> list[int]:
         """Tokens in each text, special tokens encoded as plain text (``encode_ordinary``)."""
@@ -212,6 +216,6 @@ def _reproduces(enc: BpeEncoder, backend) -> bool:
     texts = PROBE_TEXTS + [f"a  {t}\n\n{t}  b \n{t}" for t in list(enc.added)[:8]]
     plain = [t for t in texts if not any(a in t for a in enc.added)]
     counts = [len(backend.encode(t, add_special_tokens=False).ids) for t in plain]
-    return enc.count_pieces(plain) == counts and all(
-        enc.encode(text) == backend.encode(text, add_special_tokens=False).ids for text in texts
-    )
+    return enc.count_pieces(plain) == counts and enc.encode(texts) == [
+        backend.encode(text, add_special_tokens=False).ids for text in texts
+    ]

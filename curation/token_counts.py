@@ -391,8 +391,9 @@ class TemplateTokenCounter:
         (the first token that holds any of it, as ``char_to_token`` answers)."""
         if self._token_bytes is None:
             self._token_bytes = token_byte_lengths(self.encoder.enc)
-        for row, (text, spans) in zip(rows, rendered, strict=True):
-            ids = np.asarray(self.encoder.encode(text), dtype=np.int64)
+        all_ids = self.encoder.encode([text for text, _ in rendered])
+        for row, (text, spans), ids in zip(rows, rendered, all_ids, strict=True):
+            ids = np.asarray(ids, dtype=np.int64)
             starts = np.cumsum(self._token_bytes[ids]) - self._token_bytes[ids]  # first byte of each token
             completion, first = 0, -1
             for start, _, end in spans or []:

@@ -174,10 +174,12 @@ def test_tiktoken_conversion_is_cached_and_a_bad_cache_entry_is_rebuilt(
     assert entry.is_file()
     cached = fast_bpe.tiktoken_encoder(backend)
     text = "Cached and converted encoders agree: 1,234 ¿sí?"
-    assert cached.encode(text) == first.encode(text) == backend.encode(text, add_special_tokens=False).ids
+    assert (
+        cached.encode([text]) == first.encode([text]) == [backend.encode(text, add_special_tokens=False).ids]
+    )
     entry.write_bytes(b"not a pickle")
     rebuilt = fast_bpe.tiktoken_encoder(backend)
-    assert rebuilt.encode(text) == first.encode(text)
+    assert rebuilt.encode([text]) == first.encode([text])
     assert disk_cache.load(entry) is not None  # rewritten
 
 
@@ -364,8 +366,7 @@ def test_the_lookahead_free_encoder_gives_the_tokenizers_ids_and_counts(tiny_tok
     backend = tiny_tokenizer._tokenizer
     enc = fast_bpe.tiktoken_encoder(backend)
     assert enc.cuts  # the GPT-2 pattern, run without its lookahead
-    for t in texts:
-        assert enc.encode(t) == backend.encode(t, add_special_tokens=False).ids, repr(t)
+    assert enc.encode(texts) == [backend.encode(t, add_special_tokens=False).ids for t in texts]
     plain = [t.replace("<|im_end|>", "") for t in texts]  # pieces hold no special tokens
     assert enc.count_pieces(plain) == [len(backend.encode(t, add_special_tokens=False).ids) for t in plain]
 
@@ -378,5 +379,5 @@ def test_texts_holding_the_cut_marker_are_encoded_with_the_pattern_as_it_is(tiny
     texts = [f"a  {fast_bpe.CUT}  b\n\nc", "x  y"]
     want = [backend.encode(t, add_special_tokens=False).ids for t in texts]
     assert enc.count_pieces(texts) == [len(ids) for ids in want]
-    assert [enc.encode(t) for t in texts] == want
+    assert enc.encode(texts) == want
     assert enc._exact is not None  # built only for the marker
