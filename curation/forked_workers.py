@@ -7,6 +7,9 @@ It is forked at the start of the run, when ``curation.fork_safety.fork_is_safe()
 thread can be holding a lock the child would need (building the stages can start a polars
 thread). The stages are built afterwards, here, and sent to each worker pickled, as they would
 be to the fork server's workers; a worker waits for them in its initializer.
+
+The models every process's stages load for themselves are loaded before the fork instead
+(``load_shared_models``), and the workers inherit them: ~0.17 s of CPU less in each worker.
 """
 
 from __future__ import annotations
@@ -16,9 +19,30 @@ import os
 import pickle
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING
 
 from curation.engine import _init_worker
 from curation.stages.base import Stage
+
+if TYPE_CHECKING:
+    from curation.config import StagesConfig
+
+
+def load_shared_models(cfg: StagesConfig) -> None:
+    """Load what the map stages would load in every process, in this one, before it forks: the
+    language model (~0.07 s) and the length stage's tiktoken encoder (~0.1 s; a worker's unpickled
+    counter finds it in ``curation.fast_bpe``'s cache). Only from local files and cached specs:
+    a tokenizer that must come through transformers is left to the stage (loading it twice
+    would cost more than it saves). Neither starts a thread (a test checks ``fork_is_safe()``)."""
+    from curation.langid import _numpy_model
+    from curation.token_counter_cache import cached_spec
+
+    if cfg.language.enabled:
+        _numpy_model()
+    if cfg.length.enabled and (spec := cached_spec(cfg.length.tokenizer)) is not None:
+        from curation.token_counts import TemplateTokenCounter
+
+        TemplateTokenCounter(spec=spec)
 
 
 def _receive_stages(stages_in) -> None:

@@ -39,7 +39,7 @@ from curation.engine import (
 from curation.errors import AccountingError, ConfigError
 from curation.faults import crash_point
 from curation.fork_safety import fork_is_safe
-from curation.forked_workers import ForkedWorkers
+from curation.forked_workers import ForkedWorkers, load_shared_models
 from curation.gc_freeze import older_objects_frozen
 from curation.io.reader import SourceRead, read_source
 from curation.mixing import mix, split_validation
@@ -148,7 +148,11 @@ def _run_curation(cfg, out, overwrite, tokenizer, workers, engine, ray_address, 
         max_workers = workers or cfg.workers or default_workers()
         est_rows = _estimate_rows(cfg, base_dir)
         n_workers = workers_for(est_rows, max_workers)
-        if n_workers > 1 and fork_is_safe():
+        fork = n_workers > 1 and fork_is_safe()
+        if fork:
+            load_shared_models(cfg.stages)  # the forked workers inherit them
+            fork = fork_is_safe()  # loading them started no thread (a test checks the defaults)
+        if fork:
             # Forked now, before building the stages can start a thread (curation.forked_workers).
             forked = ForkedWorkers(n_workers if est_rows >= DEDICATED_READER_ROWS else n_workers - 1)
         elif n_workers > 1:

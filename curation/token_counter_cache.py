@@ -50,18 +50,26 @@ def cache_key(name_or_path: str | None, folder: Path) -> str:
     return h.hexdigest()[:32]
 
 
+def _entry(name_or_path: str | None) -> Path | None:
+    folder = local_folder(name_or_path)
+    if folder is None:
+        return None
+    return disk_cache.cache_root() / "token-counter" / f"{cache_key(name_or_path, folder)}.pkl"
+
+
+def cached_spec(name_or_path: str | None) -> TokenizerSpec | None:
+    """The cached spec of this tokenizer, if there is one (nothing is loaded through transformers)."""
+    entry = _entry(name_or_path)
+    spec = disk_cache.load(entry) if entry is not None else None
+    return spec if isinstance(spec, TokenizerSpec) else None
+
+
 def load_counter(name_or_path: str | None) -> TemplateTokenCounter:
     """A counter for this tokenizer: from the cached spec, or through transformers (then cached)."""
-    folder = local_folder(name_or_path)
-    entry = (
-        disk_cache.cache_root() / "token-counter" / f"{cache_key(name_or_path, folder)}.pkl"
-        if folder
-        else None
-    )
-    if entry is not None:
-        spec = disk_cache.load(entry)
-        if isinstance(spec, TokenizerSpec):
-            return TemplateTokenCounter(spec=spec)
+    spec = cached_spec(name_or_path)
+    if spec is not None:
+        return TemplateTokenCounter(spec=spec)
+    entry = _entry(name_or_path)
     counter = TemplateTokenCounter(load_tokenizer(name_or_path))
     if entry is not None:
         disk_cache.store(entry, copy.deepcopy(counter.spec))

@@ -100,3 +100,25 @@ def test_forked_workers_closed_before_any_stages_exit():
         quiet=True,
     )
     assert out.split() == ["2", "0"]
+
+
+def test_the_models_loaded_before_the_fork_start_no_thread_and_are_what_the_stages_use(tmp_path, monkeypatch):
+    monkeypatch.setenv("SFT_CURATION_CACHE", str(tmp_path))
+    # A first process reads the tokenizer through transformers and caches its spec.
+    run_python("from curation.token_counter_cache import load_counter\nload_counter(None)\n")
+    out = run_python(
+        "import pickle\n"
+        "from curation import fast_bpe, langid\n"
+        "from curation.config import StagesConfig\n"
+        "from curation.fork_safety import fork_is_safe\n"
+        "from curation.forked_workers import load_shared_models\n"
+        "from curation.stages import LengthStage\n"
+        "cfg = StagesConfig()\n"
+        "load_shared_models(cfg)\n"
+        "model = langid._numpy_model()\n"
+        "(encoder,) = fast_bpe._CHECKED.values()\n"
+        "worker = pickle.loads(pickle.dumps(LengthStage(cfg.length)))  # as a forked worker gets it\n"
+        "print([fork_is_safe(), langid._numpy_model.cache_info().misses,\n"
+        "       worker.counter.encoder is encoder, model is not None])\n"
+    )
+    assert json.loads(out.lower()) == [True, 1, True, True]

@@ -172,12 +172,15 @@ def test_tiktoken_conversion_is_cached_and_a_bad_cache_entry_is_rebuilt(
     first = fast_bpe.tiktoken_encoder(backend)
     entry = fast_bpe._cache_path(backend.to_str())
     assert entry.is_file()
+    assert fast_bpe.tiktoken_encoder(backend) is first  # kept in this process
+    fast_bpe._CHECKED.clear()  # as in a new process
     cached = fast_bpe.tiktoken_encoder(backend)
     text = "Cached and converted encoders agree: 1,234 ¿sí?"
     assert (
         cached.encode([text]) == first.encode([text]) == [backend.encode(text, add_special_tokens=False).ids]
     )
     entry.write_bytes(b"not a pickle")
+    fast_bpe._CHECKED.clear()
     rebuilt = fast_bpe.tiktoken_encoder(backend)
     assert rebuilt.encode([text]) == first.encode([text])
     assert disk_cache.load(entry) is not None  # rewritten
