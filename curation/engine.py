@@ -54,7 +54,7 @@ MIN_ROWS_PER_WORKER = 4_000
 DEDICATED_READER_ROWS = 20_000  # from this many rows on, N workers and this process reads
 MAX_IN_FLIGHT_PER_WORKER = 4  # batches waiting to be collected in order: bounds this process's memory
 BACKLOG = 2  # batches waiting for a worker before this process runs one itself
-MIN_SPLIT_ROWS = 256  # at the end of a run, batches of twice this many rows or more are halved
+MIN_SPLIT_ROWS = 256  # at the end of a run, waiting batches are halved down to fewer than twice this
 
 _WORKER_STAGES: list[Stage] | None = None
 
@@ -324,24 +324,37 @@ class LocalEngine:
             self._run_newest_waiting()
         self._collect_ready()
 
-    def _run_newest_waiting(self, split: bool = False) -> bool:
-        """Run the newest batch no process has started here (False: there is none). With
-        ``split`` (the last batches of a run), a large one is halved first: its first half goes
-        back to wait for a worker, so that the processes finish at nearly the same time."""
+    def _run_newest_waiting(self) -> bool:
+        """Run the newest batch no process has started here (False: there is none)."""
         with self._lock:
             slot = self.waiting.pop() if self.waiting else None
         if slot is None:
             return False
-        if split and slot.batch.num_rows >= 2 * MIN_SPLIT_ROWS:
-            half = slot.batch.num_rows // 2
-            first = _Slot(slot.batch.slice(0, half), slot.states)
-            slot.batch, slot.states = slot.batch.slice(half), None
-            self.pending.insert(self.pending.index(slot), first)
-            with self._lock:
-                self.waiting.append(first)
-                self._hand_out()
         slot.run_here(self.stages)
         return True
+
+    def _split_waiting(self) -> None:
+        """Halve the waiting batches until each has fewer than ``2 * MIN_SPLIT_ROWS`` rows (results
+        keep their order). Done once the input has ended: then the workers take the oldest pieces
+        and this process the newest, and all finish within about one small piece of each other.
+        Left whole, a large batch taken by a worker last leaves this process idle till it is done."""
+        with self._lock:
+            pieces: deque[_Slot] = deque()
+            for slot in self.waiting:
+                parts = [slot.batch]
+                while parts[0].num_rows >= 2 * MIN_SPLIT_ROWS:
+                    parts = [
+                        half
+                        for p in parts
+                        for half in (p.slice(0, p.num_rows // 2), p.slice(p.num_rows // 2))
+                    ]
+                split = [_Slot(part, slot.states) for part in parts]
+                at = self.pending.index(slot)
+                del self.pending[at]
+                for k, piece in enumerate(split):
+                    self.pending.insert(at + k, piece)
+                pieces.extend(split)
+            self.waiting = pieces
 
     def _collect_ready(self) -> None:
         """Collect finished batches in submission order (waiting when too many are in flight)."""
@@ -370,9 +383,10 @@ class LocalEngine:
     def finish(self, empty: pa.Table):
         try:
             if self.pool is not None:
-                # The waiting batches run here, newest first and halved, while the workers take
-                # the oldest.
-                while self._run_newest_waiting(split=True):
+                # The waiting batches, in small pieces, run here newest first while the workers
+                # take the oldest.
+                self._split_waiting()
+                while self._run_newest_waiting():
                     self._collect_ready()
             while self.pending:
                 self._collect_next()

@@ -5,9 +5,12 @@ import pickle
 import subprocess
 import sys
 
+import pyarrow as pa
+
 from curation.config import StagesConfig
 from curation.engine import from_ipc, to_ipc
 from curation.stages import build_map_stages
+from curation.stages.base import Stage
 from tests.conftest import ROOT
 from tests.helpers import batch_of, chat, run_python
 
@@ -152,3 +155,31 @@ def test_progress_bars_still_count_rows():
     with open(os.devnull, "w") as sink, progress_bar(total=3, disable=False, file=sink) as bar:
         bar.update(3)
         assert bar.n == 3
+
+
+class EveryThird(Stage):
+    name = "every_third"
+
+    def decide(self, batch):
+        return ["third" if int(i[1:]) % 3 == 0 else None for i in batch["id"].to_pylist()]
+
+
+def test_the_last_waiting_batches_are_split_and_their_rows_keep_their_order(monkeypatch):
+    from curation.engine import MIN_SPLIT_ROWS, LocalEngine
+    from curation.stages import StageCounts
+
+    # No worker ever takes a batch: everything waits until this process runs it.
+    monkeypatch.setattr(LocalEngine, "_launch", lambda self: None)
+    engine = LocalEngine([EveryThird()], StageCounts(), workers=2)
+    rows = [f"r{i}" for i in range(3300)]
+    table = pa.table({"id": rows, "source": ["s"] * len(rows)})
+    for start in range(0, len(rows), 1100):
+        engine.submit(table.slice(start, 1100))
+    kept, rejected = engine.finish(table.slice(0, 0))
+    # The third batch ran while the input went on; the two left at the end were split in pieces.
+    per_batch = 1100
+    while per_batch >= 2 * MIN_SPLIT_ROWS:
+        per_batch //= 2
+    assert engine.sink.batches == 1 + 2 * (1100 // per_batch)
+    assert kept["id"].to_pylist() == [r for i, r in enumerate(rows) if i % 3]
+    assert [r for part in rejected for r in part["id"].to_pylist()] == rows[::3]
