@@ -57,19 +57,22 @@ def _entry(name_or_path: str | None) -> Path | None:
     return disk_cache.cache_root() / "token-counter" / f"{cache_key(name_or_path, folder)}.pkl"
 
 
-def cached_spec(name_or_path: str | None) -> TokenizerSpec | None:
-    """The cached spec of this tokenizer, if there is one (nothing is loaded through transformers)."""
-    entry = _entry(name_or_path)
+def _spec_at(entry: Path | None) -> TokenizerSpec | None:
     spec = disk_cache.load(entry) if entry is not None else None
     return spec if isinstance(spec, TokenizerSpec) else None
 
 
+def cached_spec(name_or_path: str | None) -> TokenizerSpec | None:
+    """The cached spec of this tokenizer, if there is one (nothing is loaded through transformers)."""
+    return _spec_at(_entry(name_or_path))
+
+
 def load_counter(name_or_path: str | None) -> TemplateTokenCounter:
     """A counter for this tokenizer: from the cached spec, or through transformers (then cached)."""
-    spec = cached_spec(name_or_path)
+    entry = _entry(name_or_path)
+    spec = _spec_at(entry)
     if spec is not None:
         return TemplateTokenCounter(spec=spec)
-    entry = _entry(name_or_path)
     counter = TemplateTokenCounter(load_tokenizer(name_or_path))
     if entry is not None:
         disk_cache.store(entry, copy.deepcopy(counter.spec))
