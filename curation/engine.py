@@ -9,9 +9,9 @@ With ``workers = N > 1`` on a small input this process is one of the N: it start
 processes and reads. Each worker holds one batch at a time; when it finishes, the next waiting
 batch is handed to it at once (from the pool's result thread, even while this process is busy
 running a batch). This process runs a batch itself only when more than two are waiting (while
-the workers are starting, or all busy), the newest one. At the end it runs the waiting batches,
-newest first, each halved first (the first half goes back to wait for a worker), until none is
-left, then collects the workers' last ones. So a small run is not
+the workers are starting, or all busy), the newest one. At the end it cuts the waiting batches
+into pieces of fewer than ``2 * MIN_SPLIT_ROWS`` rows and runs them newest first, while the
+workers take the oldest, then collects the workers' last ones. So a small run is not
 held up by start-up, and both cores stay busy to the end. On a large input
 (``dedicated_reader``) it starts N workers, each holding two batches, and mostly reads: while it
 runs a batch it cannot hand out the next one, and at 1,000,000 rows its worker then waited ~20 s
