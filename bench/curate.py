@@ -94,10 +94,17 @@ def timed(fn):
 def ours(cfg_dict: dict, base_dir: Path, workers: int, one_core: bool = False, engine: str = "local") -> dict:
     cmd = [sys.executable, "-m", "bench.run_ours", json.dumps(cfg_dict), str(base_dir), str(workers)]
     cmd += ["--one-core"] * one_core + ["--engine", engine]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Its memory is sampled from here: a sampling thread in the run would stop it forking its workers.
+    with PeakMemory(proc.pid) as mem:
+        stdout, stderr = proc.communicate()
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{stderr[-3000:]}")
+    d = json.loads(stdout.strip().splitlines()[-1])
+    d["peak_rss_mb"] = mem.peak_self / 2**20
+    d["worker_peak_rss_mb"] = mem.peak_children / 2**20
+    d["total_peak_rss_mb"] = mem.peak / 2**20
+    return d
 
 
 def bench_corpus(
@@ -224,6 +231,7 @@ def report(r: dict) -> None:
             steal = d.get("vm_steal_seconds")
             print(
                 f"{'':4s}kept {d['kept']:,}, rejected {d['rejected']:,}, quarantined {d['quarantined']:,}; counting: {d['token_counting']}"
+                + (f"; workers started by {d['worker_start']}" if d.get("worker_start") else "")
                 + (
                     f"; CPU time taken by the hypervisor (steal) during the run: {steal:.1f} s"
                     if steal is not None

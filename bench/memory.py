@@ -1,4 +1,9 @@
-"""Peak resident memory of a phase, sampled from /proc (Linux) in a background thread."""
+"""Peak resident memory of a phase, sampled from /proc (Linux) in a background thread.
+
+The thread can watch this process or another one (``PeakMemory(pid)``). A curate run is watched
+from the bench's own process: a sampling thread inside the run would make it unsafe for the run
+to fork its workers (``curation.fork_safety``), and it would take the slower fork-server path
+that a real run does not take."""
 
 from __future__ import annotations
 
@@ -8,11 +13,13 @@ import threading
 import time
 
 
-def rss_bytes() -> int:
+def rss_bytes(pid: int | None = None) -> int:
     try:
-        with open(f"/proc/{os.getpid()}/statm") as f:
+        with open(f"/proc/{pid or os.getpid()}/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
+        if pid is not None:  # it has ended
+            return 0
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -27,11 +34,11 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def children_rss_bytes() -> int:
-    """Resident memory of every live descendant process (worker processes, a fork server's
-    workers, a local Ray's processes)."""
+def children_rss_bytes(pid: int | None = None) -> int:
+    """Resident memory of every live descendant process of ``pid`` (default: this process):
+    worker processes, a fork server's workers, a local Ray's processes."""
     total = 0
-    todo = _children(os.getpid())
+    todo = _children(pid or os.getpid())
     seen = set()
     while todo:
         pid = todo.pop()
@@ -48,9 +55,12 @@ def children_rss_bytes() -> int:
 
 
 class PeakMemory:
-    """``with PeakMemory() as m: ...``; then m.peak (bytes, this process + workers) and m.start."""
+    """``with PeakMemory() as m: ...``; then m.peak (bytes, the process + its descendants, sampled
+    together), m.peak_self, m.peak_children and m.start. ``pid``: the process to watch (default:
+    this one)."""
 
-    def __init__(self, interval: float = 0.01):
+    def __init__(self, pid: int | None = None, interval: float = 0.01):
+        self.pid = pid
         self.interval = interval
         self.peak = 0  # this process + its children, sampled together
         self.peak_self = 0
@@ -60,14 +70,14 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            own, kids = rss_bytes(), children_rss_bytes()
+            own, kids = rss_bytes(self.pid), children_rss_bytes(self.pid)
             self.peak_self = max(self.peak_self, own)
             self.peak_children = max(self.peak_children, kids)
             self.peak = max(self.peak, own + kids)
             time.sleep(self.interval)
 
     def __enter__(self) -> PeakMemory:
-        self.start = rss_bytes()
+        self.start = rss_bytes(self.pid)
         self.peak = self.peak_self = self.start
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -76,5 +86,5 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak_self = max(self.peak_self, rss_bytes())
+        self.peak_self = max(self.peak_self, rss_bytes(self.pid))
         self.peak = max(self.peak, self.peak_self)

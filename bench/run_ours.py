@@ -1,5 +1,8 @@
 """One curate run in its own process, for a clean peak-RSS figure: prints a JSON line.
 
+Its memory is sampled by the process that starts it (``bench.curate.ours``): a sampling thread
+here would make forking the workers unsafe, and the run would start them the slower way.
+
 python -m bench.run_ours CONFIG_JSON BASE_DIR WORKERS [--one-core] [--engine ray]
 
 ``--one-core`` pins the process (and so its tokenizer and polars threads) to one core: the
@@ -48,14 +51,14 @@ def main() -> None:
     import pandas  # noqa: F401
     from transformers import PreTrainedTokenizerFast  # noqa: F401
 
-    from bench.memory import PeakMemory
     from curation.config import config_from_dict
     from curation.pipeline import run_curation
 
     t0, steal0 = time.perf_counter(), steal_seconds()
     cfg = config_from_dict(json.loads(args.config_json), base_dir=args.base_dir)
-    # Sampled from /proc: ru_maxrss would report the parent's high-water mark (kept across exec).
-    with tempfile.TemporaryDirectory(dir=ROOT / "bench" / "out") as tmp, PeakMemory() as mem:
+    scratch = ROOT / "bench" / "out"
+    scratch.mkdir(parents=True, exist_ok=True)  # absent on a fresh clone
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         if args.engine == "ray":
             import ray
 
@@ -70,11 +73,9 @@ def main() -> None:
             {
                 "seconds": seconds,
                 "import_seconds": t0 - t_start,
-                "peak_rss_mb": mem.peak_self / 2**20,
-                "worker_peak_rss_mb": mem.peak_children / 2**20,
-                "total_peak_rss_mb": mem.peak / 2**20,
                 "workers_used": m["engine"]["workers"],
                 "engine": m["engine"]["name"],
+                "worker_start": m["engine"].get("worker_start"),
                 "one_core": args.one_core,
                 "stage_seconds": m["timings_s"],
                 "phases": m["phases"],
