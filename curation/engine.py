@@ -356,10 +356,12 @@ class LocalEngine:
                 pieces.extend(split)
             self.waiting = pieces
 
-    def _collect_ready(self) -> None:
-        """Collect finished batches in submission order (waiting when too many are in flight)."""
+    def _collect_ready(self, bounded: bool = True) -> None:
+        """Collect finished batches in submission order; while reading (``bounded``), also wait
+        for the oldest when too many are in flight, which bounds this process's memory."""
         while self.pending and (
-            self.pending[0].ready() or len(self.pending) > MAX_IN_FLIGHT_PER_WORKER * self.workers
+            self.pending[0].ready()
+            or (bounded and len(self.pending) > MAX_IN_FLIGHT_PER_WORKER * self.workers)
         ):
             self._collect_next()
 
@@ -387,7 +389,9 @@ class LocalEngine:
                 # take the oldest.
                 self._split_waiting()
                 while self._run_newest_waiting():
-                    self._collect_ready()
+                    # Never wait on a worker here: the pieces are already in memory, and
+                    # waiting would leave this process idle while pieces are still to run.
+                    self._collect_ready(bounded=False)
             while self.pending:
                 self._collect_next()
         finally:

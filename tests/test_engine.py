@@ -4,6 +4,7 @@ import os
 import pickle
 import subprocess
 import sys
+from concurrent.futures import Future
 
 import pyarrow as pa
 
@@ -183,3 +184,71 @@ def test_the_last_waiting_batches_are_split_and_their_rows_keep_their_order(monk
     assert engine.sink.batches == 1 + 2 * (1100 // per_batch)
     assert kept["id"].to_pylist() == [r for i, r in enumerate(rows) if i % 3]
     assert [r for part in rejected for r in part["id"].to_pylist()] == rows[::3]
+
+
+class _CollectedFuture(Future):
+    """A worker's batch that is done only once it is collected: its work runs then."""
+
+    def __init__(self, log, fn, args):
+        super().__init__()
+        self._log, self._fn, self._args = log, fn, args
+
+    def result(self, timeout=None):
+        if not self.done():
+            self._log.append("waited for the worker")
+            self.set_result(self._fn(*self._args))
+        return super().result(timeout)
+
+
+class _BusyWorker:
+    """A pool of one worker that stays busy with its batch until it is collected."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def submit(self, fn, *args):
+        return _CollectedFuture(self.log, fn, args)
+
+    def shutdown(self, **kwargs):
+        pass
+
+
+class LoggedEveryThird(EveryThird):
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def decide(self, batch):
+        self.log.append(batch["id"][0].as_py())
+        return super().decide(batch)
+
+
+def test_at_the_end_this_process_runs_every_waiting_piece_before_it_waits_for_a_worker(monkeypatch):
+    import curation.engine as engine_mod
+    from curation.engine import LocalEngine
+    from curation.stages import StageCounts
+
+    log = []
+    stage = LoggedEveryThird(log)
+
+    def launch(self):
+        self.pool = _BusyWorker(log)
+        with self._lock:
+            self._started = True
+            self._hand_out()
+
+    monkeypatch.setattr(LocalEngine, "_launch", launch)
+    monkeypatch.setattr(engine_mod, "_WORKER_STAGES", [stage])
+    engine = LocalEngine([stage], StageCounts(), workers=2)
+    engine._launcher.join()
+    rows = [f"r{i}" for i in range(3300)]
+    table = pa.table({"id": rows, "source": ["s"] * len(rows)})
+    for start in range(0, len(rows), 1100):
+        engine.submit(table.slice(start, 1100))
+    kept, _ = engine.finish(table.slice(0, 0))
+    # The worker holds the first batch; the other two, cut in eight pieces (more than the
+    # in-flight bound while reading), all run here before this process waits for the worker.
+    assert log.count("waited for the worker") == 1
+    assert log[-2:] == ["waited for the worker", "r0"]
+    assert len(log) == 2 + 8
+    assert kept["id"].to_pylist() == [r for i, r in enumerate(rows) if i % 3]
