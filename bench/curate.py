@@ -232,6 +232,7 @@ def report(r: dict) -> None:
             print(
                 f"{'':4s}kept {d['kept']:,}, rejected {d['rejected']:,}, quarantined {d['quarantined']:,}; counting: {d['token_counting']}"
                 + (f"; workers started by {d['worker_start']}" if d.get("worker_start") else "")
+                + (f"; polars threads per process: {d['polars_threads']}" if d.get("polars_threads") else "")
                 + (
                     f"; CPU time taken by the hypervisor (steal) during the run: {steal:.1f} s"
                     if steal is not None

@@ -51,6 +51,10 @@ def main() -> None:
     import pandas  # noqa: F401
     from transformers import PreTrainedTokenizerFast  # noqa: F401
 
+    from curation.polars_threads import one_polars_thread_per_process
+
+    one_polars_thread_per_process(args.workers)  # as the CLI does, before polars is imported
+
     from curation.config import config_from_dict
     from curation.pipeline import run_curation
 
@@ -76,6 +80,7 @@ def main() -> None:
                 "workers_used": m["engine"]["workers"],
                 "engine": m["engine"]["name"],
                 "worker_start": m["engine"].get("worker_start"),
+                "polars_threads": m["engine"].get("polars_threads"),
                 "one_core": args.one_core,
                 "stage_seconds": m["timings_s"],
                 "phases": m["phases"],

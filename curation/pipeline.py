@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -331,6 +332,7 @@ def _finish(
             "workers": counts.workers,
             "worker_processes": counts.worker_processes,
             "worker_start": counts.worker_start,
+            "polars_threads": pl.thread_pool_size(),  # per process (curation.polars_threads)
             "batch_size": cfg.batch_size,
             "worker_peak_rss_mb": None if worker_peak is None else round(worker_peak, 1),
             "resumed": worker_peak is None,

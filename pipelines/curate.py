@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from curation.errors import CurationError
+from curation.polars_threads import one_polars_thread_per_process
 
 SAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "data" / "sample.yaml"
 
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    # Before anything imports polars: one polars thread in each process of a multi-process run.
+    one_polars_thread_per_process(None if args.engine == "ray" else args.workers)
     try:
         from curation.pipeline import run_curation
 

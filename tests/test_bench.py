@@ -13,6 +13,7 @@ def test_bench_run_forks_its_workers_as_a_cli_run_does(tmp_path):
     d = ours(cfg, tmp_path, workers=2)
     assert d["workers_used"] == 2
     assert d["worker_start"] == "fork"
+    assert d["polars_threads"] == 1  # one per process, as in a CLI run
     assert d["kept"] + d["rejected"] + d["quarantined"] == d["input"] == rows
     # Sampled from the bench's process: the run's own memory and its worker's.
     assert d["peak_rss_mb"] > 100
