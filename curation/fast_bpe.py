@@ -223,7 +223,7 @@ def _reproduces(enc: BpeEncoder, backend) -> bool:
     # Whitespace runs that end at each special token (up to 8), and that start after one.
     texts = PROBE_TEXTS + [f"a  {t}\n\n{t}  b \n{t}" for t in list(enc.added)[:8]]
     plain = [t for t in texts if not any(a in t for a in enc.added)]
-    counts = [len(backend.encode(t, add_special_tokens=False).ids) for t in plain]
-    return enc.count_pieces(plain) == counts and enc.encode(texts) == [
-        backend.encode(text, add_special_tokens=False).ids for text in texts
+    ids = {t: backend.encode(t, add_special_tokens=False).ids for t in texts}  # each encoded once
+    return enc.count_pieces(plain) == [len(ids[t]) for t in plain] and enc.encode(texts) == [
+        ids[t] for t in texts
     ]
