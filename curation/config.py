@@ -70,37 +70,52 @@ class TruncationConfig(_Strict):
 
 
 class RepetitionConfig(_Strict):
-    """Thresholds for the repetition stage (see curation/stages/repetition.py for the sources).
+    """Thresholds for the repetition stage (curation/stages/repetition.py says what each measures).
 
-    Gopher's published values (Rae et al. 2021, Table A1) are for web documents of hundreds of
-    words: dup lines 0.30, dup line chars 0.20, top 2/3/4-gram 0.20/0.18/0.16, dup 5..10-gram
-    0.15..0.10. SFT answers are short and structured (a step-by-step GSM8K solution repeats its
-    phrases), so the n-gram defaults here are looser: calibrated on ~8k real assistant turns from
-    ../shared/data (0.5% flagged, mostly real loops) against ~840 planted loops (99% flagged).
+    A loop is one unit said ``min_repeats`` times back to back. 3 because a phrase said twice is
+    common emphasis ("very, very"; a chorus sung twice) while model loops on the weaker models'
+    AlpacaEval answers in ../shared/data run to 5-50 copies; ``min_loop_words`` 15 because a unit
+    of a few words said three times ("no, no, no") is speech, not a loop. The Gopher statistics
+    (Rae et al. 2021, Table A1: dup lines 0.30, dup line chars 0.20, top 2/3/4-gram 0.20/0.18/0.16,
+    dup 5..10-gram 0.15..0.10) are for web pages of hundreds of words; on SFT answers they
+    measure structure (34 correct GSM8K solutions rejected, bench/quality), so they are off unless
+    set here.
     """
 
     enabled: bool = True
-    min_words: int = Field(30, ge=1)  # shorter assistant turns are not scored
-    max_dup_line_frac: float = 0.30  # Gopher
-    max_dup_line_char_frac: float = 0.20  # Gopher
-    max_top_ngram_char_frac: dict[int, float] = {2: 0.40, 3: 0.40, 4: 0.40}
-    max_dup_ngram_char_frac: dict[int, float] = {5: 0.60, 6: 0.58, 7: 0.56, 8: 0.54, 9: 0.52, 10: 0.50}
-    # Unique-word ratio as in the tutorial heuristic (0.3 there), on turns of min_words or more.
-    min_unique_word_ratio: float = 0.25
+    min_repeats: int = Field(3, ge=2)  # copies back to back that make a loop
+    min_loop_words: int = Field(15, ge=2)  # words the repeated span covers, all copies together
+    max_period: int = Field(40, ge=1)  # longest unit, in words (longer units repeat as lines)
+    max_line_share: float = Field(0.3, gt=0, le=1)  # repeated lines filling this share of a turn
+    # One line printed this many times in a row, in any text (code included): no table or program
+    # writes twenty identical lines back to back; the looping answers in ../shared/data do, by the
+    # hundred.
+    min_line_run: int = Field(20, ge=2)
+    min_words: int = Field(30, ge=1)  # Gopher statistics: shorter turns are not scored
+    max_dup_line_frac: float | None = None  # Gopher: 0.30
+    max_dup_line_char_frac: float | None = None  # Gopher: 0.20
+    max_top_ngram_char_frac: dict[int, float] | None = None  # Gopher: {2: 0.20, 3: 0.18, 4: 0.16}
+    max_dup_ngram_char_frac: dict[int, float] | None = None  # Gopher: {5: 0.15, ..., 10: 0.10}
+    min_unique_word_ratio: float | None = None  # the tutorial heuristic: 0.3
 
     @field_validator("max_top_ngram_char_frac")
     @classmethod
-    def _top_ns(cls, v: dict[int, float]) -> dict[int, float]:
-        if not set(v) <= {2, 3, 4}:
+    def _top_ns(cls, v: dict[int, float] | None) -> dict[int, float] | None:
+        if v is not None and not set(v) <= {2, 3, 4}:
             raise ValueError("top n-gram thresholds are defined for n = 2, 3, 4")
         return v
 
     @field_validator("max_dup_ngram_char_frac")
     @classmethod
-    def _dup_ns(cls, v: dict[int, float]) -> dict[int, float]:
-        if not set(v) <= set(range(5, 11)):
+    def _dup_ns(cls, v: dict[int, float] | None) -> dict[int, float] | None:
+        if v is not None and not set(v) <= set(range(5, 11)):
             raise ValueError("duplicate n-gram thresholds are defined for n = 5..10")
         return v
+
+
+class TemplateLeakConfig(_Strict):
+    enabled: bool = True
+    reject: bool = True  # False: tag template_leak only
 
 
 class RefusalConfig(_Strict):
@@ -133,11 +148,18 @@ class LengthConfig(_Strict):
 class ExactDedupConfig(_Strict):
     enabled: bool = True
     key: Literal["conversation", "prompt", "prompts", "response"] = "conversation"
+    # Case is kept (NFKC and whitespace only): answers to a capitalisation task that differ only in
+    # case are different training rows. True: compare lower-cased.
+    lowercase: bool = False
 
 
 class NearDedupConfig(_Strict):
     enabled: bool = True
     key: Literal["conversation", "prompt", "prompts", "response"] = "conversation"
+    # Role-aware verification: a candidate pair merges only when its user turns and its assistant
+    # turns are each near-duplicates too (every role at the same threshold). A long shared prompt
+    # then cannot outweigh two different answers, nor one canned answer two different prompts.
+    verify_roles: bool = True
     threshold: float = Field(0.8, gt=0, lt=1)  # Jaccard of the shingle sets
     num_perm: int = Field(128, ge=8)
     # "oph": one-permutation hashing with densification (one hash per shingle, ~14x faster);
@@ -176,6 +198,7 @@ class StagesConfig(_Strict):
     empty: EmptyConfig = EmptyConfig()
     truncation: TruncationConfig = TruncationConfig()
     repetition: RepetitionConfig = RepetitionConfig()
+    template_leak: TemplateLeakConfig = TemplateLeakConfig()
     refusal: RefusalConfig = RefusalConfig()
     language: LanguageConfig = LanguageConfig()
     length: LengthConfig = LengthConfig()

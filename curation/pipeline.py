@@ -200,7 +200,7 @@ def _run_curation(cfg, out, overwrite, tokenizer, workers, engine, ray_address, 
         staging = Staging(
             out / STAGING_DIR,
             [s.name for s in stages],
-            near.cfg.num_perm if near else None,
+            near.signature_width if near else None,
             compression="lz4" if large else None,
         )
         if engine == "ray":

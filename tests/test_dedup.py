@@ -35,12 +35,19 @@ def run(stage, convs, completion_tokens=None):
     return batch, decided(stage, batch)
 
 
-def test_exact_key_normalizes_case_whitespace_and_unicode():
-    convs = [chat("What is ﬁre?", "Hot."), chat("what   is  FIRE?", "hot."), chat("What is water?", "Wet.")]
+def test_exact_key_normalizes_whitespace_and_unicode_and_keeps_case():
+    convs = [chat("What is ﬁre?", "Hot."), chat("What   is  fire?", "Hot."), chat("What is water?", "Wet.")]
     batch, reasons = run(ExactDedupStage(), convs)
-    assert reasons == [None, "exact_duplicate:conversation", None]
-    assert batch["duplicate_of"].to_pylist()[1] == batch["id"].to_pylist()[0]
-    assert batch["dup_cluster"].to_pylist() == [batch["id"][0].as_py()] * 2 + [None]
+    assert set(reasons[:2]) == {"exact_duplicate:conversation", None} and reasons[2] is None
+    survivor = batch["id"][reasons.index(None)].as_py()
+    assert batch["dup_cluster"].to_pylist() == [survivor] * 2 + [None]
+
+
+def test_answers_to_a_capitalisation_task_that_differ_in_case_are_both_kept():
+    convs = [chat("Capitalize: paris", "Paris"), chat("Capitalize: paris", "PARIS")]
+    assert run(ExactDedupStage(), convs)[1] == [None, None]
+    lowered = ExactDedupStage(ExactDedupConfig(lowercase=True))
+    assert run(lowered, convs)[1] == [None, "exact_duplicate:conversation"]
 
 
 def test_two_answers_to_one_prompt_are_kept_unless_prompt_key():
@@ -70,13 +77,17 @@ def test_key_cache_gives_the_same_keys_as_computing_them():
 
 def test_survivor_has_most_assistant_tokens_then_smallest_id():
     convs = [chat("Q?", "Short."), chat("q?", "short."), chat("Q?  ", "SHORT.")]
-    batch, reasons = run(ExactDedupStage(), convs, completion_tokens=[3, 9, 9])
+    batch, reasons = run(
+        ExactDedupStage(ExactDedupConfig(lowercase=True)), convs, completion_tokens=[3, 9, 9]
+    )
     ids = batch["id"].to_pylist()
     winner = min(ids[1], ids[2])
     assert reasons[ids.index(winner)] is None
     assert sum(r is not None for r in reasons) == 2
     assert set(batch["duplicate_of"].to_pylist()) == {winner, None}
-    again, reasons_again = run(ExactDedupStage(), convs, completion_tokens=[3, 9, 9])
+    again, reasons_again = run(
+        ExactDedupStage(ExactDedupConfig(lowercase=True)), convs, completion_tokens=[3, 9, 9]
+    )
     assert reasons_again == reasons
 
 
@@ -313,3 +324,26 @@ def test_nfkc_normalizes_exactly_the_texts_that_change(texts):
 
     series = pl.Series("t", texts, dtype=pl.String)
     assert nfkc(series).to_list() == series.str.normalize("NFKC").to_list()
+
+
+def test_a_long_shared_prompt_does_not_make_different_answers_duplicates():
+    prompt = PARA + " Are these two questions duplicates: 'How do plants eat?' and 'What do plants eat?'"
+    convs = [chat(prompt, "Yes, they are duplicates."), chat(prompt, "They are related but not duplicates.")]
+    assert run(NearDedupStage(), convs)[1] == [None, None]
+    # Compared on the whole conversation only, the shared prompt outweighs the answers.
+    assert run(NearDedupStage(NearDedupConfig(verify_roles=False)), convs)[1].count(None) == 1
+
+
+def test_one_canned_answer_to_different_prompts_is_not_a_duplicate():
+    canned = (
+        "I am Vicuna, a language model trained by researchers from Large Model Systems Organization (LMSYS)."
+    )
+    convs = [chat(f"Are you {name}?", canned) for name in ("curie", "davinci-002", "GPT-2", "Bard")]
+    assert run(NearDedupStage(), convs)[1] == [None] * 4
+
+
+def test_answers_with_the_same_words_but_other_punctuation_and_markdown_are_duplicates():
+    plain = chat("Explain photosynthesis.", PARA)
+    marked = chat("Explain photosynthesis.", "**" + PARA.replace(". ", "; ").replace(",", "") + "**")
+    batch, reasons = run(NearDedupStage(), [plain, marked])
+    assert reasons.count("near_duplicate:conversation") == 1

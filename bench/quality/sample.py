@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 from pathlib import Path
 
 import polars as pl
@@ -80,9 +79,12 @@ def candidates(file: str) -> pl.DataFrame:
     exprs += [pl.col("prompt").str.contains(p).alias(k) for k, p in PROMPT_HINTS.items()]
     exprs.append((pl.col("answer").str.strip_chars().str.len_chars() < 40).alias("short"))
     df = df.with_columns(exprs).with_columns(
-        repeated_line=pl.col("answer").str.split("\n").list.eval(pl.element().str.strip_chars()).list.eval(
-            pl.element().filter(pl.element().str.len_chars() > 20).is_duplicated().any()
-        ).list.first().fill_null(False),
+        repeated_line=pl.col("answer")
+        .str.split("\n")
+        .list.eval(pl.element().str.strip_chars())
+        .list.eval(pl.element().filter(pl.element().str.len_chars() > 20).is_duplicated().any())
+        .list.first()
+        .fill_null(False),
         stage_flag=pl.Series([bool(f) for f in _flags_before_labelling(t)]),
     )
     return df
@@ -130,8 +132,12 @@ def main() -> None:
                 t = read_file(r["file"])
                 fh.write(
                     json.dumps(
-                        {"file": r["file"], "row": r["row"], "id": t["id"][r["row"]].as_py(),
-                         "messages": t["messages"][r["row"]].as_py()},
+                        {
+                            "file": r["file"],
+                            "row": r["row"],
+                            "id": t["id"][r["row"]].as_py(),
+                            "messages": t["messages"][r["row"]].as_py(),
+                        },
                         ensure_ascii=False,
                     )
                     + "\n"

@@ -17,8 +17,9 @@ from curation.stages.turns import single_spaced, turns
 KEYS = ("conversation", "prompt", "prompts", "response")
 
 
-def key_texts(table: pa.Table, key: str = "conversation") -> pl.Series:
-    """Per row: the key's turns joined, NFKC-normalized, lower-cased, whitespace collapsed."""
+def key_texts(table: pa.Table, key: str = "conversation", lowercase: bool = False) -> pl.Series:
+    """Per row: the key's turns joined, NFKC-normalized, whitespace collapsed (case kept unless
+    ``lowercase``: answers to a capitalisation task that differ only in case are different rows)."""
     roles = {
         "conversation": ("user", "assistant"),
         "prompt": ("user",),
@@ -34,7 +35,17 @@ def key_texts(table: pa.Table, key: str = "conversation") -> pl.Series:
     # Stay in polars (no Python list of every text): one row per input row, "" when no turn.
     every = pl.DataFrame({"row": np.arange(table.num_rows)}).cast({"row": joined["row"].dtype})
     text = every.join(joined, on="row", how="left", maintain_order="left")["text"].fill_null("")
-    return single_spaced(nfkc(text.alias("key")).str.to_lowercase()).str.strip_chars()
+    text = nfkc(text.alias("key"))
+    return single_spaced(text.str.to_lowercase() if lowercase else text).str.strip_chars()
+
+
+def shingle_texts(texts: pl.Series) -> pl.Series:
+    """What near dedup shingles: lower-cased words with punctuation and markup removed, so that two
+    answers with the same words but other punctuation or markdown ("**Note:**" / "Note -") share
+    their shingles. Letters, digits and marks stay; every other character separates words."""
+    return single_spaced(
+        texts.str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}\p{M}\s]+", " ")
+    ).str.strip_chars()
 
 
 def nfkc(texts: pl.Series) -> pl.Series:
@@ -66,13 +77,13 @@ class KeyCache:
     def __init__(self) -> None:
         self._keys: dict[str, pl.DataFrame] = {}
 
-    def get(self, table: pa.Table, key: str) -> pl.Series:
+    def get(self, table: pa.Table, key: str, lowercase: bool = False) -> pl.Series:
         ids = pl.Series("id", table["id"].combine_chunks() if table.num_rows else [], dtype=pl.String)
         known = self._keys.get(key)
         if known is not None:
             found = ids.to_frame().join(known, on="id", how="left", maintain_order="left")["key"]
             if found.null_count() == 0:
-                return found
+                return found.str.to_lowercase() if lowercase else found
         texts = key_texts(table, key)
         self._keys[key] = pl.DataFrame({"id": ids, "key": texts}).unique("id", keep="first")
-        return texts
+        return texts.str.to_lowercase() if lowercase else texts

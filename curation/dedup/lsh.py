@@ -105,8 +105,9 @@ def bounded_map(fn, items, threads: int):
             yield result
 
 
-def estimated_jaccard(sig, pairs: np.ndarray, chunk: int = 32_768) -> np.ndarray:
+def estimated_jaccard(sig, pairs: np.ndarray, segments: int = 1, chunk: int = 32_768) -> np.ndarray:
     """Share of equal signature values per pair; ``sig`` is an array or a row lookup (on disk).
+    A signature made of ``segments`` equal parts (one per text compared) gives the least share.
     Large chunks make a row lookup read the store in longer ascending runs. (One thread: on two,
     each thread's freed chunks stayed in its own malloc arena, +150 MB at 1M rows.)"""
     if len(pairs) == 0:
@@ -114,7 +115,8 @@ def estimated_jaccard(sig, pairs: np.ndarray, chunk: int = 32_768) -> np.ndarray
 
     def share(i: int) -> np.ndarray:
         a, b = sig[pairs[i : i + chunk, 0]], sig[pairs[i : i + chunk, 1]]
-        return np.count_nonzero(a == b, axis=1) / a.shape[1]
+        equal = (a == b).reshape(len(a), segments, -1)
+        return (np.count_nonzero(equal, axis=2) / equal.shape[2]).min(axis=1)
 
     return np.concatenate([share(i) for i in range(0, len(pairs), chunk)])
 
@@ -148,7 +150,9 @@ def union_find(n: int, pairs: np.ndarray) -> np.ndarray:
         labels = hooked
 
 
-def split_loose_members(sig: np.ndarray, labels: np.ndarray, min_jaccard: float) -> np.ndarray:
+def split_loose_members(
+    sig: np.ndarray, labels: np.ndarray, min_jaccard: float, segments: int = 1
+) -> np.ndarray:
     """Detach members whose estimated Jaccard with their cluster's root is below min_jaccard.
 
     Union-find is transitive: A~B and B~C put A and C together even when they share little.
@@ -157,7 +161,7 @@ def split_loose_members(sig: np.ndarray, labels: np.ndarray, min_jaccard: float)
     labels = labels.copy()
     members = np.flatnonzero(labels != np.arange(len(labels)))
     if len(members):
-        est = estimated_jaccard(sig, np.stack([members, labels[members]], axis=1))
+        est = estimated_jaccard(sig, np.stack([members, labels[members]], axis=1), segments)
         loose = members[est < min_jaccard]
         labels[loose] = loose
     return labels

@@ -18,7 +18,6 @@ import pyarrow as pa
 
 from curation.dedup.keys import key_texts
 from curation.dedup.lsh import all_band_keys
-from curation.dedup.minhash import oph_signatures, signatures
 from curation.stages.base import Stage
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages
@@ -78,17 +77,15 @@ class DedupSketchStage(Stage):
 
         if self.exact is not None:
             k = key(self.exact.key)
+            if self.exact.lowercase:
+                k = k.str.to_lowercase()
             cols[EXACT_A] = k.hash(seed=0x5EED).to_numpy()
             cols[EXACT_B] = k.hash(seed=0xC0FFEE).to_numpy()
         if self.near is not None:
             c = self.near_cfg
             k = key(c.key)
-            sketch = oph_signatures if c.sketch == "oph" else signatures
-            if batch.num_rows:
-                sig = sketch(k, c.num_perm, c.ngram, c.char_ngram, c.seed).astype(np.uint32)
-            else:
-                sig = np.zeros((0, c.num_perm), dtype=np.uint32)
+            sig = self.near.sketch(batch, k)
             cols[SIGNATURE] = fixed_list(sig)
-            cols[BANDS] = fixed_list(all_band_keys(sig, self.near.bands, self.near.rows))
+            cols[BANDS] = fixed_list(all_band_keys(sig[:, : c.num_perm], self.near.bands, self.near.rows))
             cols[NEAR_SKIP] = (k.str.len_chars() == 0).to_numpy()
         return cols

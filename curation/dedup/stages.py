@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.dedup.keys import KeyCache
+from curation.dedup.keys import KeyCache, shingle_texts
 from curation.dedup.lsh import (
     candidate_pairs,
     candidate_pairs_from_keys,
@@ -105,7 +105,8 @@ class ExactDedupStage(_DedupStage):
             keys = pl.DataFrame({"a": table[EXACT_A].to_numpy(), "b": table[EXACT_B].to_numpy()})
             return keys.select(pl.struct("a", "b").rank("dense")).to_series().to_numpy().astype(np.int64)
         # Equal normalized keys (compared in full, not by hash) get the same dense rank.
-        return self.keys.get(table, self.cfg.key).rank("dense").to_numpy().astype(np.int64)
+        keys = self.keys.get(table, self.cfg.key, lowercase=self.cfg.lowercase)
+        return keys.rank("dense").to_numpy().astype(np.int64)
 
 
 class NearDedupStage(_DedupStage):
@@ -137,6 +138,31 @@ class NearDedupStage(_DedupStage):
     band_store = None  # positions -> per-band key arrays (staged on disk)
     pair_finder = None
 
+    @property
+    def segments(self) -> int:
+        """Signature parts: the key, then (verify_roles) the user turns and the assistant turns."""
+        return 3 if self.cfg.verify_roles else 1
+
+    @property
+    def signature_width(self) -> int:
+        return self.cfg.num_perm * self.segments
+
+    def sketch(self, table: pa.Table, keys: pl.Series | None = None) -> np.ndarray:
+        """(rows, signature_width) uint32: the key's signature, then one per role when verified."""
+        c = self.cfg
+        if table.num_rows == 0:
+            return np.zeros((0, self.signature_width), dtype=np.uint32)
+        sketch = oph_signatures if c.sketch == "oph" else signatures
+        texts = [keys if keys is not None else self.keys.get(table, c.key)]
+        if c.verify_roles:
+            texts += [self.keys.get(table, "prompts"), self.keys.get(table, "response")]
+        parts = [sketch(shingle_texts(t), c.num_perm, c.ngram, c.char_ngram, c.seed) for t in texts]
+        return np.hstack(parts).astype(np.uint32)
+
+    def similarity(self, sig, pairs: np.ndarray) -> np.ndarray:
+        """Estimated Jaccard per pair: the least over the signature's parts."""
+        return estimated_jaccard(sig, pairs, self.segments)
+
     def clusters(self, table):
         if NEAR_SKIP in table.column_names and self.signature_store is not None:
             positions = table["_pos"].to_numpy()
@@ -145,8 +171,7 @@ class NearDedupStage(_DedupStage):
             pairs = (self.pair_finder or candidate_pairs_from_keys)(bands)
             return self.cluster_signatures(sig, table[NEAR_SKIP].to_numpy(zero_copy_only=False), pairs)
         keys = self.keys.get(table, self.cfg.key)
-        sketch = oph_signatures if self.cfg.sketch == "oph" else signatures
-        sig = sketch(keys, self.cfg.num_perm, self.cfg.ngram, self.cfg.char_ngram, self.cfg.seed)
+        sig = self.sketch(table, keys)
         return self.cluster_signatures(sig, skip=(keys.str.len_chars() == 0).to_numpy())
 
     def cluster_signatures(
@@ -156,9 +181,10 @@ class NearDedupStage(_DedupStage):
         union-find, loose members split off. Rows flagged in ``skip`` (empty keys) never join a
         cluster."""
         if pairs is None:
-            pairs = candidate_pairs(sig, self.bands, self.rows)
-        # Every candidate pair is verified before it may merge clusters.
-        verified = pairs[estimated_jaccard(sig, pairs) >= self.verify_at] if len(pairs) else pairs
+            pairs = candidate_pairs(sig[:, : self.cfg.num_perm], self.bands, self.rows)
+        # Every candidate pair is verified before it may merge clusters: on the key and, with
+        # verify_roles, on the user turns and on the assistant turns each.
+        verified = pairs[self.similarity(sig, pairs) >= self.verify_at] if len(pairs) else pairs
         if len(verified) and skip is not None:
             verified = verified[~(skip[verified[:, 0]] | skip[verified[:, 1]])]
         log.info(
@@ -168,7 +194,7 @@ class NearDedupStage(_DedupStage):
             self.bands,
             self.rows,
         )
-        return split_loose_members(sig, union_find(len(sig), verified), self.cluster_floor)
+        return split_loose_members(sig, union_find(len(sig), verified), self.cluster_floor, self.segments)
 
 
 class RowLookup:

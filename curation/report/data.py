@@ -109,7 +109,7 @@ def prompt_repetition(table: pa.Table) -> dict:
     prompt-level dedup (``stages.exact_dedup.key: prompt``) is worth it."""
     if table.num_rows == 0:
         return {"rows": 0}
-    keys = key_texts(table, "prompt")
+    keys = key_texts(table, "prompt", lowercase=True)
     vc = pl.DataFrame({"k": keys}).group_by("k").len().sort(["len", "k"], descending=[True, False])
     repeated = vc.filter(pl.col("len") > 1)
     return {
@@ -152,7 +152,7 @@ def semantic(manifest: dict, tables: dict[str, pa.Table]) -> dict:
     embedder = Embedder()
     return {
         name: semantic_diversity(
-            key_texts(table, "prompt").to_list(),
+            key_texts(table, "prompt", lowercase=True).to_list(),
             k=cfg.get("semantic_clusters", 20),
             max_rows=cfg.get("semantic_max_rows", 2000),
             seed=manifest.get("seed", 0),

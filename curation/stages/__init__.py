@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from curation.stages.base import Stage, StageCounts
+from curation.stages.content import ContentProfileStage
 from curation.stages.empty import NearEmptyStage
 from curation.stages.language import LanguageStage
 from curation.stages.length import LengthStage
@@ -12,6 +13,7 @@ from curation.stages.refusal import RefusalStage
 from curation.stages.refusal_cap import RefusalCapStage
 from curation.stages.repetition import RepetitionStage
 from curation.stages.task_type import TaskTypeStage
+from curation.stages.template_leak import TemplateLeakStage
 from curation.stages.truncation import TruncationStage
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages
@@ -20,6 +22,8 @@ if TYPE_CHECKING:  # configs are not imported by modules that only run stages
 __all__ = [
     "Stage",
     "StageCounts",
+    "ContentProfileStage",
+    "TemplateLeakStage",
     "build_map_stages",
     "NearEmptyStage",
     "TruncationStage",
@@ -37,12 +41,15 @@ def build_map_stages(cfg: StagesConfig, tokenizer=None) -> list[Stage]:
     stages: list[Stage] = []
     if cfg.task_type.enabled:  # tags only, first: every row, kept or rejected, gets a task type
         stages.append(TaskTypeStage(cfg.task_type))
+    stages.append(ContentProfileStage())  # tags only: what each answer is, for the filters below
     if cfg.empty.enabled:
         stages.append(NearEmptyStage(cfg.empty))
     if cfg.truncation.enabled:
         stages.append(TruncationStage(cfg.truncation))
     if cfg.repetition.enabled:
         stages.append(RepetitionStage(cfg.repetition))
+    if cfg.template_leak.enabled:
+        stages.append(TemplateLeakStage(cfg.template_leak))
     if cfg.refusal.enabled:
         stages.append(RefusalStage(cfg.refusal))
     if cfg.language.enabled:

@@ -1,6 +1,21 @@
-"""Repetition on assistant turns: degenerate loops that repeat a sentence, a line or a phrase.
+"""Repetition on assistant turns: degenerate loops, not parallel structure.
 
-Scores (per assistant turn; the row keeps the worst turn):
+A model that loops says the same thing back to back: a phrase or sentence again and again, a
+periodic tail that runs to the token limit, the same line many times. Lists whose items share a
+pattern, step-by-step math whose lines repeat their phrasing, code, tables and song choruses
+repeat too, but not back to back, and are not loops. Scores (per assistant turn; the row keeps
+the worst turn), computed with numpy over all words of a batch at once:
+
+* ``rep_loop_words``: the longest span of tokens (words, numbers, emoji) that is one unit
+  repeated back to back at least ``min_repeats`` times (a unit of 1 to ``max_period`` tokens);
+* ``rep_loop_lines``: how many substantial lines (3+ words) repeat an earlier line of the turn,
+  when they are at least ``min_repeats`` and ``max_line_share`` of its lines: an answer that
+  restarts itself, a list or table that cycles through the same items (verse, whose chorus
+  comes back by design, is left to the span rule: content_kinds says which turns are verse).
+
+Gopher's repetition statistics (Rae et al. 2021) are still available as opt-in thresholds; they
+measure structure rather than loops, and on the labelled real rows (bench/quality) they rejected
+correct GSM8K solutions, lists and code, so none is on by default. Their scores, when enabled:
 
 * ``rep_unique_word_ratio``: distinct words / words (the tutorial heuristic, on long turns only);
 * ``rep_dup_line_frac`` / ``rep_dup_line_char_frac``: lines (chars in lines) that repeat an earlier line;
@@ -27,7 +42,8 @@ import polars as pl
 
 from curation.plain_config import config_or_default
 from curation.stages.base import Stage
-from curation.stages.turns import CODE_FENCE_RE, has_words, single_spaced, turns
+from curation.stages.content import assistant_turns
+from curation.stages.turns import CODE_FENCE_RE, has_words, single_spaced
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages
     from curation.config import RepetitionConfig
@@ -169,44 +185,156 @@ def _score_names() -> list[str]:
     ]
 
 
+# Loops are found on tokens: words, numbers and single pictographs (emoji), punctuation dropped, so
+# "A-B-C-A-B-C", "😹😹😹" and "(x)+(x)+(x)+" repeat as clearly as words do. List markers at the
+# start of a line are dropped, so "1. I love you 2. I love you 3. I love you" is one unit three times.
+_TOKEN = r"\p{L}[\p{L}\p{M}'’]*|\p{N}+|\p{So}"
+_LIST_MARKER = r"(?m)^\s*(?:\(?\d{1,3}[.)]|[-*+•])\s+"
+# A line long enough that two copies of it are not a coincidence: 3+ words with 12+ letters.
+_SUBSTANTIAL_LINE = r"(?:\p{L}+\P{L}+){2,}\p{L}"
+
+
+def loop_scores(texts: pl.Series, min_repeats, max_period: int) -> np.ndarray:
+    """For each text, the longest span of tokens made of one unit repeated back to back at least
+    ``min_repeats`` times (a number, or one per text; 0 when there is none)."""
+    need = np.broadcast_to(np.asarray(min_repeats, dtype=np.int64), (len(texts),))
+    words = (
+        pl.DataFrame({"text": texts.str.replace_all(CODE_FENCE_RE, " ").str.replace_all(_LIST_MARKER, " ")})
+        .with_row_index("doc")
+        .select("doc", word=pl.col("text").str.to_lowercase().str.extract_all(_TOKEN))
+        .explode("word")
+        .drop_nulls("word")
+        .with_columns(h=pl.col("word").hash(seed=3))
+    )
+    best = np.zeros(len(texts), dtype=np.int64)
+    if words.height < 2:
+        return best
+    doc = words["doc"].to_numpy().astype(np.int64)
+    h = words["h"].to_numpy()
+    for p in range(1, max_period + 1):
+        if len(h) <= p:
+            break
+        same = (h[:-p] == h[p:]) & (doc[:-p] == doc[p:])
+        if not same.any():
+            continue
+        edges = np.diff(np.concatenate([[0], same.view(np.int8), [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        run = ends - starts  # tokens equal to the token p before them, in a row
+        loops = run >= (need[doc[starts]] - 1) * p  # the unit, then min_repeats - 1 copies of it
+        if loops.any():
+            np.maximum.at(best, doc[starts[loops]], run[loops] + p)
+    return best
+
+
+def line_loop_scores(
+    t: pl.DataFrame, min_repeats: int, max_line_share: float, min_line_run: int
+) -> np.ndarray:
+    """Per turn of ``t`` (columns content, kind): how many substantial lines (3+ words) repeat an
+    earlier line of the turn (list markers, case and punctuation ignored), when they are at least ``min_repeats`` and
+    ``max_line_share`` of its substantial lines; or, in any kind of text, the longest run of one
+    line repeated back to back when it reaches ``min_line_run`` (a model printing "| |" or "\\"
+    to the token limit). 0 otherwise. Verse is left out of the first rule (a chorus comes back by
+    design) and code (whose lines repeat by design): their loops are back to back, and the span
+    rule or the run of identical lines sees them."""
+    raw = (
+        t.select(pl.int_range(pl.len()).alias("doc"), "kind", line=pl.col("content").str.split("\n"))
+        .explode("line")
+        .with_columns(pl.col("line").str.strip_chars())
+    )
+    prose = t.select(
+        pl.int_range(pl.len()).alias("doc"),
+        "kind",
+        line=pl.col("content").str.replace_all(CODE_FENCE_RE, " ").str.split("\n"),
+    ).explode("line")
+    runs = (
+        raw.filter(pl.col("line") != "")
+        .with_columns(run=pl.col("line").rle_id().over("doc"))
+        .group_by("doc", "run")
+        .agg(n=pl.len())
+        .group_by("doc")
+        .agg(longest=pl.col("n").max())
+    )
+    lines = (
+        prose.filter(
+            ~pl.col("kind").is_in(["verse", "code"]) & pl.col("line").str.contains(_SUBSTANTIAL_LINE)
+        )
+        .with_columns(
+            tokens=pl.col("line").str.replace(_LIST_MARKER, "").str.to_lowercase().str.extract_all(_TOKEN)
+        )
+        .with_columns(key=pl.col("tokens").list.join(" "))
+        .with_columns(repeat=~pl.col("key").is_first_distinct().over("doc"))
+    )
+    per_doc = lines.group_by("doc").agg(n=pl.len(), dup=pl.col("repeat").sum())
+    out = np.zeros(t.height, dtype=np.int64)
+    if per_doc.height:
+        n, dup = per_doc["n"].to_numpy(), per_doc["dup"].to_numpy()
+        out[per_doc["doc"].to_numpy()] = np.where((dup >= min_repeats) & (dup >= max_line_share * n), dup, 0)
+    if runs.height:
+        docs, longest = runs["doc"].to_numpy(), runs["longest"].to_numpy()
+        out[docs] = np.maximum(out[docs], np.where(longest >= min_line_run, longest, 0))
+    return out
+
+
 class RepetitionStage(Stage):
     name = "repetition"
 
     def __init__(self, cfg: RepetitionConfig | None = None):
         self.cfg = config_or_default(cfg, "RepetitionConfig")
 
+    def _gopher_checks(self) -> list[tuple[str, float]]:
+        c = self.cfg
+        checks = [
+            ("rep_dup_line_frac", c.max_dup_line_frac),
+            ("rep_dup_line_char_frac", c.max_dup_line_char_frac),
+            *((f"rep_top_{n}gram_frac", t) for n, t in sorted((c.max_top_ngram_char_frac or {}).items())),
+            *((f"rep_dup_{n}gram_frac", t) for n, t in sorted((c.max_dup_ngram_char_frac or {}).items())),
+        ]
+        return [(col, t) for col, t in checks if t is not None]
+
     def score(self, batch):
-        t = turns(batch)
-        scores = repetition_scores(t["content"], self.cfg.min_words)
+        c = self.cfg
+        t = assistant_turns(batch)
         rows = t["row"].to_numpy()
-        df = pl.DataFrame({"row": rows, **scores})
-        # Worst turn per row: lowest unique-word ratio, highest everything else (NaN = not scored).
-        df = df.fill_nan(None)
+        per_turn = {
+            # Code repeats short token sequences by design (a regex's three octets, a zero matrix):
+            # in code a loop needs two copies more.
+            "rep_loop_words": loop_scores(
+                t["content"], np.where(t["kind"] == "code", c.min_repeats + 2, c.min_repeats), c.max_period
+            ),
+            "rep_loop_lines": line_loop_scores(t, c.min_repeats, c.max_line_share, c.min_line_run),
+        }
+        gopher = bool(self._gopher_checks()) or c.min_unique_word_ratio is not None
+        if gopher:
+            per_turn.update(repetition_scores(t["content"], c.min_words))
+        df = pl.DataFrame({"row": rows, **per_turn}).fill_nan(None)
+        worst_low = {"rep_unique_word_ratio"}
         agg = df.group_by("row").agg(
-            pl.col("rep_unique_word_ratio").min(), *(pl.col(c).max() for c in _score_names()[1:])
+            *(pl.col(k).min() if k in worst_low else pl.col(k).max() for k in per_turn)
         )
         result = {}
-        for name in _score_names():
-            col = np.full(batch.num_rows, np.nan)
-            vals = agg[name].fill_null(np.nan).to_numpy()
+        for name in per_turn:
+            integer = name.startswith("rep_loop")
+            col = np.zeros(batch.num_rows, dtype=np.int64) if integer else np.full(batch.num_rows, np.nan)
+            vals = agg[name].fill_null(0 if integer else np.nan).to_numpy()
             col[agg["row"].to_numpy()] = vals
             result[name] = col
         return result
 
     def decide(self, batch):
         c = self.cfg
-        checks = [
-            ("rep_dup_line_frac", c.max_dup_line_frac),
-            ("rep_dup_line_char_frac", c.max_dup_line_char_frac),
-            *((f"rep_top_{n}gram_frac", t) for n, t in sorted(c.max_top_ngram_char_frac.items())),
-            *((f"rep_dup_{n}gram_frac", t) for n, t in sorted(c.max_dup_ngram_char_frac.items())),
-        ]
         reasons = np.full(batch.num_rows, None, dtype=object)
-        ratio = batch["rep_unique_word_ratio"].to_numpy(zero_copy_only=False)
         with np.errstate(invalid="ignore"):
-            reasons[ratio < c.min_unique_word_ratio] = "repetition:unique_word_ratio"
-            for column, limit in reversed(checks):  # the first failing check in list order wins
+            if c.min_unique_word_ratio is not None and "rep_unique_word_ratio" in batch.column_names:
+                ratio = batch["rep_unique_word_ratio"].to_numpy(zero_copy_only=False)
+                reasons[ratio < c.min_unique_word_ratio] = "repetition:unique_word_ratio"
+            for column, limit in reversed(
+                self._gopher_checks()
+            ):  # the first failing check in list order wins
                 if column in batch.column_names:
                     values = batch[column].to_numpy(zero_copy_only=False)
                     reasons[values > limit] = f"repetition:{column.removeprefix('rep_')}"
+        lines = batch["rep_loop_lines"].to_numpy()
+        reasons[lines >= c.min_repeats] = "repetition:repeated_line"
+        span = batch["rep_loop_words"].to_numpy()
+        reasons[span >= c.min_loop_words] = "repetition:repeated_span"
         return reasons
