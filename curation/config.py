@@ -129,6 +129,16 @@ class LanguageConfig(_Strict):
     enabled: bool = True
     keep: list[str] = ["en"]  # empty list: keep every language
     min_letters: int = 20  # texts with fewer letters (code, numbers) get lang 'und' and are kept
+    # A prediction under this score is 'und' and kept. fastText's lid.176 gives unfenced code,
+    # grids and short mixed lines a random language at scores mostly under 0.5 (issue #21: HumanEval
+    # solutions -> ru/ne/nl under 0.2); real answers in another language score 0.8-1.0.
+    min_score: float = Field(0.6, ge=0, le=1)
+    # An answer with at least this many letters of a non-Latin script that the prompt neither uses
+    # nor names (Han, Cyrillic, Arabic, ...), making up at least this share of its letters, has
+    # slid into another language (chatglm2's English answers that switch to Chinese mid-list).
+    # A stray word or name (2-4 characters, a few percent of the letters) is not enough.
+    min_foreign_script_chars: int = Field(8, ge=1)
+    min_foreign_script_share: float = Field(0.1, gt=0, le=1)
     # Characters sent to the classifier (answer first, then prompt). fastText's cost grows with the
     # text; on ../shared/data 200 characters agree with 1,000 on 99.94% of rows at 2.2x the speed.
     max_chars: int = Field(200, ge=20)

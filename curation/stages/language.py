@@ -1,7 +1,13 @@
-"""Language id: ``lang`` and ``lang_score`` from the user and assistant text; keep configured languages.
+"""Language id: ``lang`` and ``lang_score`` of the answers, ``prompt_lang`` of the prompts; keep
+configured languages.
 
-Code blocks are removed first, and a conversation with too few letters to judge (code, numbers)
-gets ``lang = "und"`` and is kept: misdetecting code as some language would drop good rows.
+Only the natural-language part is judged: fenced and inline code, lines that read as code, URLs,
+LaTeX, markup, numbers and arithmetic are removed first (fastText gives unfenced code, a Sudoku
+grid or a worked sum a random language at a low score). A text with fewer than ``min_letters``
+letters left, or a prediction under ``min_score``, is ``und`` and kept. The answer's language
+is what the model learns; when it cannot be told (a short answer, code, numbers) the prompt's
+decides. A row is rejected when its language is not kept, except where the user asked for it:
+a translation, or an answer "in French" to an English prompt, is not a wrong language.
 """
 
 from __future__ import annotations
@@ -14,10 +20,43 @@ import polars as pl
 from curation.langid import detect_fasttext
 from curation.plain_config import config_or_default
 from curation.stages.base import Stage
+from curation.stages.content import CODE_LINE
 from curation.stages.turns import CODE_FENCE_RE, has_letters, single_spaced, turns
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages
     from curation.config import LanguageConfig
+
+# Removed before language id: what is not natural language.
+_NOT_LANGUAGE = [
+    CODE_FENCE_RE,
+    r"`[^`\n]*`",
+    r"https?://\S+|www\.\S+|\S+@\S+\.\w+",
+    r"(?s)\$\$.*?\$\$|\\\[.*?\\\]|\\\(.*?\\\)|\$[^$\n]{1,80}\$|<<[^<>\n]*>>",
+    r"<[^>\n]{1,80}>",
+    r"\\[a-zA-Z]+(?:\{[^}\n]*\})?",
+]
+_SYMBOLS = r"[\p{N}\p{P}\p{S}_]+"
+# The user asks for another language: a translation, or an answer in a named language.
+LANGUAGE_REQUEST = (
+    r"(?i)translat|second language|\b(?:in|into|to)\s+(?:french|spanish|german|italian|portuguese|dutch|"
+    r"russian|chinese|mandarin|cantonese|japanese|korean|arabic|hindi|turkish|polish|swedish|greek|hebrew|"
+    r"latin|vietnamese|thai|indonesian|persian|ukrainian|czech|danish|finnish|norwegian)\b"
+)
+
+# Scripts that an English, French or other Latin-script answer does not slip into by accident.
+_SCRIPT = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Cyrillic}\p{Arabic}\p{Devanagari}\p{Thai}\p{Hebrew}\p{Greek}]"
+_LANGUAGE_NAMED = (
+    r"(?i)chinese|mandarin|cantonese|japanese|kanji|hiragana|katakana|korean|hangul|russian|cyrillic|"
+    r"arabic|hindi|sanskrit|thai|hebrew|greek|ukrainian|bulgarian|serbian|persian|urdu|emoji|unicode"
+)
+
+
+def natural_text(text: pl.Expr) -> pl.Expr:
+    """``text`` without code, URLs, math, markup, numbers and punctuation, on one line."""
+    for pattern in _NOT_LANGUAGE:
+        text = text.str.replace_all(pattern, " ")
+    lines = text.str.split("\n").list.eval(pl.element().filter(~pl.element().str.contains(CODE_LINE)))
+    return single_spaced(lines.list.join(" ").str.replace_all(_SYMBOLS, " ")).str.strip_chars()
 
 
 class LanguageStage(Stage):
@@ -27,41 +66,72 @@ class LanguageStage(Stage):
         self.cfg = config_or_default(cfg, "LanguageConfig")
         self.backend = backend
 
+    def _detect(self, texts: pl.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: language and score of column ``text`` (``und`` / 0 where it cannot be told)."""
+        langs, scores = np.full(n, "und", dtype=object), np.zeros(n)
+        judged = texts.filter(has_letters(pl.col("text"), self.cfg.min_letters))
+        if judged.height:
+            found, conf = self.backend(judged["text"].to_list())
+            rows = judged["row"].to_numpy()
+            found = np.asarray(found, dtype=object)
+            sure = np.asarray(conf) >= self.cfg.min_score
+            langs[rows[sure]] = found[sure]
+            scores[rows] = conf
+        return langs, scores
+
     def score(self, batch):
         n = batch.num_rows
-        # The answer first (it is what the model learns), then the prompt: a short answer ("4",
-        # "Canberra") is judged together with its question.
         role = pl.col("role")
         text = (
             turns(batch, roles=("user", "assistant"))
             .group_by("row", maintain_order=True)
             .agg(
-                a=pl.col("content").filter(role == "assistant").str.join(" "),
-                u=pl.col("content").filter(role == "user").str.join(" "),
+                a=pl.col("content").filter(role == "assistant").str.join("\n"),
+                u=pl.col("content").filter(role == "user").str.join("\n"),
             )
-            .select(
-                "row",
-                content=pl.concat_str([pl.col("a"), pl.col("u")], separator=" ")
-                .str.replace_all(CODE_FENCE_RE, " ")
-                .pipe(single_spaced)
-                .str.strip_chars()
-                .str.slice(0, self.cfg.max_chars),
+            .with_columns(
+                asked=pl.col("u").str.contains(LANGUAGE_REQUEST),
+                # Letters of a non-Latin script in the answer that the prompt neither uses nor names:
+                # an English answer that slides into Chinese half-way (chatglm2, Qwen in ../shared/data).
+                foreign=pl.when(pl.col("u").str.contains(_SCRIPT) | pl.col("u").str.contains(_LANGUAGE_NAMED))
+                .then(0)
+                .otherwise(pl.col("a").str.replace_all(CODE_FENCE_RE, " ").str.count_matches(_SCRIPT)),
+                letters=pl.col("a").str.count_matches(r"\p{L}"),
             )
-            .with_columns(enough_letters=has_letters(pl.col("content"), self.cfg.min_letters))
         )
-        langs = np.full(n, "und", dtype=object)
-        scores = np.zeros(n)
-        judged = text.filter(pl.col("enough_letters"))
-        if judged.height:
-            found, conf = self.backend(judged["content"].to_list())
-            rows = judged["row"].to_numpy()
-            langs[rows] = found
-            scores[rows] = conf
-        return {"lang": langs.tolist(), "lang_score": scores}
+        chars = self.cfg.max_chars
+        answer = text.select("row", text=natural_text(pl.col("a")).str.slice(0, chars))
+        prompt = text.select("row", text=natural_text(pl.col("u")).str.slice(0, chars))
+        a_lang, a_score = self._detect(answer, n)
+        p_lang, _ = self._detect(prompt, n)
+        asked = np.zeros(n, dtype=bool)
+        asked[text["row"].to_numpy()] = text["asked"].to_numpy()
+        foreign = np.zeros(n)
+        share = text["foreign"].to_numpy() / np.maximum(text["letters"].to_numpy(), 1)
+        # A large part of the answer, not a stray word: enough characters and enough of the letters.
+        slid = (text["foreign"].to_numpy() >= self.cfg.min_foreign_script_chars) * share
+        foreign[text["row"].to_numpy()] = slid
+        # The answer decides; the prompt where the answer cannot be told.
+        lang = np.where(a_lang == "und", p_lang, a_lang)
+        return {
+            "lang": lang.tolist(),
+            "lang_score": a_score,
+            "prompt_lang": p_lang.tolist(),
+            "lang_requested": asked,
+            "foreign_script_share": foreign,
+        }
 
     def decide(self, batch):
         if not self.cfg.keep:
             return [None] * batch.num_rows
-        langs = np.asarray(batch["lang"].to_pylist(), dtype=object)
-        ok = np.isin(langs, [*self.cfg.keep, "und"])
-        return np.where(ok, None, "language:" + langs.astype(str))
+        keep = [*self.cfg.keep, "und"]
+        lang = np.asarray(batch["lang"].to_pylist(), dtype=object)
+        prompt = np.asarray(batch["prompt_lang"].to_pylist(), dtype=object)
+        asked = batch["lang_requested"].to_numpy(zero_copy_only=False)
+        # An answer in another language that the user asked for, in a kept language, stays.
+        requested = asked & np.isin(prompt, keep)
+        ok = np.isin(lang, keep) | requested
+        reasons = np.where(ok, None, "language:" + lang.astype(str))
+        mixed = ok & ~asked & (batch["foreign_script_share"].to_numpy() >= self.cfg.min_foreign_script_share)
+        reasons[mixed] = "language:mixed_script"
+        return reasons

@@ -1,9 +1,12 @@
-"""Refusal tagging: ``is_refusal`` when an assistant turn refuses or hedges as an AI.
+"""Refusal tagging: ``is_refusal`` when an assistant turn declines what was asked.
 
 Refusals are tagged, not dropped, by default: safety data needs some, and the right share is a
-mixing decision. Phrases are matched on word boundaries anywhere in the first ``search_chars``
-characters of each assistant turn ("Sure! ... However, I cannot ..." counts), not only at the
-very first character as the tutorial heuristic does.
+mixing decision. Refusal phrases ("I can't help with", "I'm sorry, but", "it's not appropriate",
+"No, ... is illegal") are matched on word boundaries in the first ``search_chars`` characters of
+each assistant turn, and then the whole turn decides: a phrase followed by the answer anyway
+("As an AI I can't give medical advice. However, here are some tips: ...") is a disclaimer, not
+a refusal. A disclaimer alone ("As an AI, I don't have opinions, but ...") is not a refusal
+phrase at all.
 """
 
 from __future__ import annotations
@@ -22,20 +25,27 @@ if TYPE_CHECKING:  # configs are not imported by modules that only run stages
     from curation.config import RefusalConfig
 
 REFUSAL_PATTERN = (
-    r"(?i)\b(?:"
-    r"i(?:'m| am)? (?:sorry|afraid),? but|i apologi[sz]e,? but|"
-    r"i (?:cannot|can't|can not|won't|will not|must decline to|refuse to)"
+    r"(?i)(?:\b(?:"
+    r"i(?:'m| am)? (?:so |very |really )?(?:sorry|afraid),? (?:but|i)|i apologi[sz]e,? but|"
+    r"i (?:cannot|can't|can not|won't|will not|must decline to|refuse to|am not going to|'m not going to)"
     r" (?:help|assist|provide|do|fulfil|comply|answer|create|write|generate|support|give|share|engage|"
-    r"discuss|offer|recommend|tell|say|make|encourage)|"
-    r"i(?:'m| am) (?:not able|unable) to (?:help|assist|provide|do|fulfil|comply|answer|create|write|generate)|"
-    r"i(?:'m| am) not (?:comfortable|allowed|permitted)|"
-    r"as an ai\b|as a language model|as an ai language model|i(?:'m| am) (?:just )?an ai\b|"
-    r"i don't have (?:personal )?(?:opinions|feelings|the ability)|"
-    r"(?:it(?:'s| is)|that(?:'s| is)) (?:not appropriate|inappropriate|against my)|"
-    r"against my (?:programming|guidelines|policy)|i must (?:decline|refuse)|"
+    r"discuss|offer|recommend|tell|say|make|encourage|condone|participate|promote|endorse|teach|explain)|"
+    r"i(?:'m| am) (?:not able|unable) to|unable to (?:help|assist|provide|tell|answer)|"
+    r"i(?:'m| am) not (?:comfortable|allowed|permitted|willing)|"
+    r"(?:it(?:'s| is)|that(?:'s| is)|this is) (?:not appropriate|inappropriate|against (?:my|the|our)|not (?:ok|okay|acceptable|ethical|legal))|"
+    r"i don't think (?:it(?:'s| is)|that(?:'s| is)|this is) (?:appropriate|a good idea|ethical|right)|"
+    r"against my (?:programming|guidelines|policy|principles)|i must (?:decline|refuse|respectfully)|"
+    r"(?:respectfully|politely|humbly) decline|i would (?:not|never) (?:recommend|advise|encourage|help)|"
     r"(?:lo siento|je suis désolé|es tut mir leid)"
-    r")"
+    r")|^\s*no[,.!]\s.{0,200}\b(?:illegal|unethical|wrong|harmful|dangerous|not (?:a good idea|appropriate|safe|ok|okay))\b)"
 ).replace("'", "['’]")  # straight and curly apostrophes (hh-rlhf uses both)
+# What follows a refusal phrase when the answer goes on to help after all ("I can't give medical
+# advice. However, here are some general tips: ..."): a disclaimer then the answer, not a refusal.
+PIVOT_TO_ANSWER = (
+    r"(?i)\b(?:however|but|that said|instead)\b,?\s+(?:here|i can|i'd be happy|you (?:can|could|may)|there are|some)|"
+    r"\bhere (?:are|is)\b|:\s*\n\s*(?:[-*•]|1[.)])"
+).replace("'", "['’]")
+MIN_ANSWER_WORDS = 60  # a pivot counts only when real content follows: a few sentences or a list
 
 
 class RefusalStage(Stage):
@@ -45,13 +55,18 @@ class RefusalStage(Stage):
         self.cfg = config_or_default(cfg, "RefusalConfig")
 
     def score(self, batch):
-        t = turns(batch).select("row", head=pl.col("content").str.slice(0, self.cfg.search_chars))
+        t = turns(batch).select("row", "content", head=pl.col("content").str.slice(0, self.cfg.search_chars))
         hit = select_by_ascii(
             t,
             ascii_words(pl.col("head")),
             lambda pattern: [pl.col("head").str.contains(pattern(REFUSAL_PATTERN))],
+        ).to_series()
+        # The whole answer decides: a refusal phrase followed by the answer anyway is a disclaimer.
+        answers = pl.col("content").str.contains(PIVOT_TO_ANSWER) & (
+            pl.col("content").str.count_matches(r"\S+") >= MIN_ANSWER_WORDS
         )
-        agg = t.select("row", hit=hit.to_series()).group_by("row").agg(pl.col("hit").any())
+        t = t.with_columns(hit=hit).with_columns(hit=pl.col("hit") & ~answers)
+        agg = t.select("row", "hit").group_by("row").agg(pl.col("hit").any())
         return {"is_refusal": per_row(agg, "hit", batch.num_rows, False, bool)}
 
     def decide(self, batch):

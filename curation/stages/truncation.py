@@ -1,9 +1,25 @@
-"""Truncated responses: cut off mid-sentence or mid-word, an unclosed code fence, a dangling list
-item, an open bracket or a trailing comma/colon at the very end.
+"""Truncated responses: an answer cut off before it was finished (at a token limit, mostly).
 
-Every assistant turn is checked (a turn cut off in the middle of a conversation teaches the
-model to stop mid-sentence just as well). Code, lists, tables, headings and answers that end
-in a number are not truncations: the sentence rule applies only to a last line that is prose.
+Every assistant turn is checked (a turn cut off in the middle of a conversation teaches the model
+to stop mid-sentence just as well). What a cut looks like depends on what was being written, so
+the rules read the content profile (curation/stages/content.py) and the last line:
+
+* ``unclosed_code_fence``: an odd number of fences and no sentence after the last one;
+* ``dangling_punctuation``: the text ends in an opening bracket, a comma or a colon;
+* ``unbalanced_bracket``: the last line opens a bracket or a quote it never closes ("(fen129) at
+  (2", 'which means "'), in prose, lists and code alike;
+* ``dangling_list_item``: an empty list marker, or a last item without an end where the other
+  items of the list end in punctuation ("g. Storing the certificates" after "f. ...;");
+* ``table_row``: the last table row stops before its closing bar;
+* ``mid_word``: a word broken by a hyphen at the very end;
+* ``mid_sentence``: prose or a list item ending on a word no finished sentence ends on ("the",
+  "of", "was", "don't"), or a prose line that ended a sentence and runs on to a lower-case word
+  without an end ("... wrong. So if I spin it fast enough, it'll end"); abbreviations ("Mr."),
+  hashtags, math and code lines do not count;
+* ``ellipsis``: a trailing "..." that the prompt did not use ("Let me check Wikipedia...").
+
+An answer that only lacks its final period ("... 20 sheep", a tweet ending in hashtags, a
+requested function signature) is complete: none of the rules fires on it.
 """
 
 from __future__ import annotations
@@ -15,37 +31,31 @@ import polars as pl
 
 from curation.plain_config import config_or_default
 from curation.stages.base import Stage
+from curation.stages.content import assistant_turns
 from curation.stages.turns import per_row, turns
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages
     from curation.config import TruncationConfig
 
-# Words a finished English sentence practically never ends on.
+# Words a finished English sentence practically never ends on: articles, prepositions,
+# conjunctions, auxiliaries and possessives (the function words of any English grammar).
 _DANGLING_WORDS = (
-    "a|an|the|and|or|but|of|to|in|on|at|for|with|from|by|as|that|which|because|is|are|was|were|"
-    "if|then|than|so|such|like|into|about|this|these|their|your|my|its|our|be|will|would|can|could|"
-    "should|must|have|has|had|his|her|who|when|where|while|we|they|he|she|i|very|"
-    "it['’]s|i['’]m|i['’]d|i['’]ll|you['’]re|we['’]re|they['’]re"
+    "a|an|the|and|or|but|nor|of|to|in|on|at|for|with|from|by|as|that|which|because|is|are|was|were|"
+    "if|then|than|so|such|like|into|about|this|these|those|their|your|my|its|our|be|been|being|will|would|"
+    "can|could|should|must|have|has|had|his|her|who|whose|when|where|while|we|they|he|she|i|very|"
+    "towards?|through|between|among|during|without|within|including|every|"
+    "may|might|shall|whom|whether|am|"
+    "it['’]s|i['’]m|i['’]d|i['’]ll|you['’]re|we['’]re|they['’]re|don['’]t|doesn['’]t|didn['’]t|"
+    "can['’]t|won['’]t|isn['’]t|aren['’]t|wasn['’]t|weren['’]t|couldn['’]t|wouldn['’]t|shouldn['’]t"
 )
-# A line that already ended a sentence and then runs on without an end: "... groups. So it's going"
+_LIST_ITEM = r"^\s*(?:[-*+•]|\(?\d{1,3}[.)]|\(?[a-zA-Z][.)])\s+"
+# A line that ended a sentence and then runs on without an end: "... groups. So it's going". Common
+# abbreviations are masked first ("Mr. Bodhi needs 20 sheep" is one finished sentence).
 _EARLIER_SENTENCE_END = r"\p{L}{2,}[.!?][\"'”’)]*\s+[\p{Lu}\p{N}\"“]"
-_LIST_MARKER = r"^\s*(?:[-*+•]|\d+[.)]|[a-zA-Z][.)])\s"
-# Lines that are list items, headings, tables, quotes, indented blocks, code or formulas. Checked
-# as separate patterns: each has a literal the regex engine can search for, where one alternation
-# of them all made it try every position of every line (~8x slower on the real data).
-_NOT_PROSE_START = (
-    r"^\s*(?:[-*+•#>|]|\d+[.)]|```|\s{4}|\t)",
-    r"^\s*(?:def|return|import|from|class|for|if|while|print|SELECT|FROM|WHERE)\b",
+_ABBREVIATION = r"\b(?:Mr|Mrs|Ms|Dr|Prof|St|Sr|Jr|Mt|vs|etc|e\.g|i\.e|Inc|Ltd|Co|No|Fig|approx|U\.S)\."
+_CODE_LINE_START = (
+    r"^\s*(?:def|return|import|from|class|for|if|while|print|SELECT|FROM|WHERE)\b|^\s*[#>|]|^\s{4}|^\t"
 )
-_NOT_PROSE_ANYWHERE = (r"\w\(", r"\s=\s")
-_NOT_PROSE_LITERALS = ["{", "}", ";", "==", "=>"]
-
-
-def _not_prose(line: pl.Expr) -> pl.Expr:
-    found = line.str.contains_any(_NOT_PROSE_LITERALS)
-    for pattern in (*_NOT_PROSE_START, *_NOT_PROSE_ANYWHERE):
-        found = found | line.str.contains(pattern)
-    return found
 
 
 class TruncationStage(Stage):
@@ -55,34 +65,89 @@ class TruncationStage(Stage):
         self.cfg = config_or_default(cfg, "TruncationConfig")
 
     def score(self, batch):
+        t = assistant_turns(batch)
+        prompts = (
+            turns(batch, roles=("user",))
+            .group_by("row")
+            .agg(prompt_ellipsis=pl.col("content").str.contains(r"(?:\.\.\.|…)").any())
+        )
+        t = t.join(prompts, on="row", how="left").with_columns(pl.col("prompt_ellipsis").fill_null(False))
         text = pl.col("content").str.strip_chars_end()
-        last_line = pl.col("text").str.extract(r"([^\n]*)$", 1).fill_null("")
-        t = turns(batch).with_columns(text=text).with_columns(last_line=last_line)
-        words = pl.col("last_line").str.count_matches(r"\S+")
-        prose_line = ~_not_prose(pl.col("last_line"))
-        prose = (
-            prose_line
-            & (words >= 5)
-            & (pl.col("text").str.len_chars() >= self.cfg.min_chars_for_sentence_rule)
+        t = t.with_columns(text=text).with_columns(
+            last_line=pl.col("text").str.extract(r"([^\n]*)$", 1).fill_null(""),
+            lines=pl.col("text").str.split("\n"),
+        )
+        last = pl.col("last_line")
+        item_text = last.str.replace(_LIST_ITEM, "")
+        is_item = last.str.contains(_LIST_ITEM)
+        # Earlier list items that end in punctuation: the list's own style.
+        earlier = pl.col("lines").list.slice(0, pl.col("lines").list.len() - 1)
+        items_ended = earlier.list.eval(
+            pl.element().str.contains(_LIST_ITEM)
+            & pl.element().str.strip_chars_end().str.contains(r"[.;!?]$")
+        ).list.sum()
+        items = earlier.list.eval(pl.element().str.contains(_LIST_ITEM)).list.sum()
+        code = pl.col("kind") == "code"
+        prose = pl.col("kind").is_in(["prose", "verse", "short", "list"])
+        words = last.str.count_matches(r"\S+")
+        opens = lambda o, c: last.str.count_matches(o) > last.str.count_matches(c)  # noqa: E731
+        unbalanced = (
+            opens(r"\(", r"\)")
+            | opens(r"\[", r"\]")
+            | (last.str.count_matches('"') % 2 == 1)
+            | opens("“", "”")
         )
         kind = (
-            pl.when(pl.col("text").str.count_matches("```") % 2 == 1)
+            pl.when(
+                (pl.col("text").str.count_matches("```") % 2 == 1) & ~pl.col("text").str.contains(r"[.!?)]$")
+            )
             .then(pl.lit("unclosed_code_fence"))
-            .when(pl.col("last_line").str.contains(r"^\s*(?:[-*+•]|\d+[.)])\s*$"))
+            .when(last.str.contains(r"^\s*(?:[-*+•]|\d+[.)])\s*$"))
             .then(pl.lit("dangling_list_item"))
-            .when(pl.col("text").str.contains(r"[(\[{,:]$"))
+            .when(pl.col("text").str.contains(r"[(\[{,:]$") & ~(code & pl.col("text").str.contains(r":$")))
             .then(pl.lit("dangling_punctuation"))
+            .when(unbalanced & ~pl.col("text").str.contains(r"[.!?)\]”\"]$") & (words >= 2))
+            .then(pl.lit("unbalanced_bracket"))
+            .when(
+                last.str.contains(r"^\s*\|.*\|")
+                & ~last.str.contains(r"\|\s*$")
+                & ~pl.col("text").str.contains(r"[.!?]$")
+            )
+            .then(pl.lit("table_row"))
+            .when(
+                is_item
+                & (items_ended >= 2)
+                & (items_ended >= 0.6 * items)
+                & item_text.str.contains(r"[\p{L}\p{N}]$")
+            )
+            .then(pl.lit("dangling_list_item"))
             .when(pl.col("text").str.contains(r"\p{L}[-‐–]$"))
             .then(pl.lit("mid_word"))
-            .when(prose_line & (words >= 3) & pl.col("text").str.contains(rf"(?i)\b(?:{_DANGLING_WORDS})$"))
-            .then(pl.lit("mid_sentence"))
             .when(
                 prose
-                & pl.col("text").str.contains(r"\p{L}$")
-                & pl.col("last_line").str.contains(_EARLIER_SENTENCE_END)
-                & ~pl.col("last_line").str.contains(_LIST_MARKER)
+                & ~last.str.contains(_CODE_LINE_START)
+                & (words >= 2)
+                & pl.col("text").str.contains(rf"(?i)\b(?:{_DANGLING_WORDS})$")
             )
             .then(pl.lit("mid_sentence"))
+            .when(
+                (pl.col("kind") == "prose")
+                & ~is_item
+                & ~last.str.contains(_CODE_LINE_START)
+                & (words >= 5)
+                & (pl.col("text").str.len_chars() >= self.cfg.min_chars_for_sentence_rule)
+                & pl.col("text").str.contains(r"\p{Ll}$")
+                & ~last.str.contains(r"#\w+\s*$")
+                & last.str.replace_all(_ABBREVIATION, "X").str.contains(_EARLIER_SENTENCE_END)
+            )
+            .then(pl.lit("mid_sentence"))
+            .when(
+                pl.col("text").str.contains(r"\p{L}\s*(?:\.\.\.|…)$")
+                & ~pl.col("text").str.contains(r"(?i)(?:etc|so on|so forth)\s*(?:\.\.\.|…)$")
+                & ~pl.col("prompt_ellipsis")
+                & (pl.col("text").str.len_chars() >= self.cfg.min_chars_for_sentence_rule)
+            )
+            .then(pl.lit("ellipsis"))
             .otherwise(None)
         )
         t = t.with_columns(kind=kind).filter(pl.col("kind").is_not_null())
