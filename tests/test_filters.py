@@ -2,7 +2,6 @@
 
 import re
 
-import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -132,21 +131,51 @@ def test_lists_tables_code_prose_kept(answer):
 def test_repetition_scores_are_columns_and_multi_turn_takes_the_worst_turn():
     stage = RepetitionStage()
     batch = stage.annotate(batch_of([chat("Hi", PARAGRAPH, "More?", LOOPS[0]), PARAGRAPH]))
-    dup5 = batch["rep_dup_5gram_frac"].to_pylist()
-    assert dup5[0] > 0.6 and dup5[1] == 0.0
-    assert list(stage.decide(batch))[1] is None
+    span = batch["rep_loop_words"].to_pylist()
+    assert span[0] >= 12 * 6 - 6 and span[1] == 0
+    assert list(stage.decide(batch)) == ["repetition:repeated_span", None]
 
 
-def test_short_answers_not_scored():
-    batch = RepetitionStage().annotate(batch_of(["Yes yes yes."]))
-    assert np.isnan(batch["rep_unique_word_ratio"][0].as_py())
+def test_speech_repeats_are_not_loops():
+    assert (
+        reasons(RepetitionStage(), ["No, no, no.", "Very, very good.", "Ha ha ha, that is funny."])
+        == [None] * 3
+    )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "😹" * 23,
+        "S-" + "A-B-C-D-E-F-G-" * 12,
+        "Playlist:\n" + "\n".join(f"{i}. Code Monkey by Jonathan Coulton" for i in range(1, 8)),
+        "```\n" + "| |\n" * 40 + "```",
+    ],
+)
+def test_loops_of_emoji_letters_list_items_and_lines_are_found(answer):
+    [reason] = reasons(RepetitionStage(), [answer])
+    assert reason is not None and reason.startswith("repetition:")
+
+
+def test_gopher_statistics_are_opt_in():
+    from curation.config import RepetitionConfig
+
+    gsm = NOT_LOOPS[-1]
+    assert reasons(RepetitionStage(), [gsm]) == [None]
+    strict = RepetitionStage(
+        RepetitionConfig(min_words=5, max_dup_line_frac=0.0, max_dup_ngram_char_frac={5: 0.0})
+    )
+    batch = strict.annotate(batch_of([LOOPS[0]]))
+    assert "rep_dup_5gram_frac" in batch.column_names
+    assert list(strict.decide(batch))[0].startswith("repetition:")
 
 
 # -- refusal ----------------------------------------------------------------------------------
 
 REFUSALS = [
     "I'm sorry, but I can't help with that.",
-    "As an AI language model, I don't have personal opinions.",
+    "No, robbing people is illegal and it hurts them.",
+    "I don't think it's appropriate to share someone's home address.",
     "Sure! However, I cannot provide instructions for that.",
     "I’m not able to help with this request.",
     "I apologize, but that is not something I can do.",
@@ -156,6 +185,11 @@ NOT_REFUSALS = [
     "Sorry to hear that! Try restarting the app.",
     PARAGRAPH,
     "You can't go wrong with a good book.",
+    "As an AI, I don't have opinions, but here are the arguments people make on each side.",
+    "As an AI language model, I cannot give medical advice. However, here are some general tips that many "
+    "people find useful:\n1. Drink water through the day and keep a bottle on your desk.\n2. Sleep seven to "
+    "nine hours and go to bed at the same time.\n3. Walk for half an hour after lunch, outside if you can.\n"
+    "4. Eat vegetables with every meal and keep sweets out of the house.\n5. See a doctor once a year.",
 ]
 
 
@@ -233,59 +267,6 @@ spaced_text = st.text(
 
 
 # The single alternation the truncation stage's "not prose" check used to be (the oracle).
-NOT_PROSE_ONE_REGEX = (
-    r"^\s*(?:[-*+•#>|]|\d+[.)]|```|\s{4}|\t)|[{};]|==|=>|\w\(|\s=\s|"
-    r"^\s*(?:def|return|import|from|class|for|if|while|print|SELECT|FROM|WHERE)\b"
-)
-code_line = st.lists(
-    st.sampled_from(
-        [
-            "def",
-            "return",
-            "if",
-            "SELECT",
-            "x",
-            "é",
-            " ",
-            "  ",
-            "    ",
-            "\t",
-            "(",
-            ")",
-            "=",
-            "==",
-            "=>",
-            "{",
-            "}",
-            ";",
-            "-",
-            "*",
-            "#",
-            ">",
-            "|",
-            "1",
-            "2.",
-            "3)",
-            "```",
-            "f(",
-            "a = b",
-            "print",
-            "defer",
-            ".",
-        ]
-    ),
-    max_size=12,
-).map("".join)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(code_line, min_size=1, max_size=10))
-def test_truncation_not_prose_check_equals_the_single_regex(lines):
-    from curation.stages.truncation import _not_prose
-
-    df = pl.DataFrame({"l": pl.Series(lines, dtype=pl.String)})
-    split = df.select(_not_prose(pl.col("l"))).to_series().to_list()
-    assert split == df.select(pl.col("l").str.contains(NOT_PROSE_ONE_REGEX)).to_series().to_list()
 
 
 @settings(max_examples=200, deadline=None)
@@ -304,3 +285,121 @@ def test_one_pass_text_helpers_equal_the_per_match_forms(texts, n):
         == df.select(pl.col("t").str.count_matches(r"[\p{L}\p{N}]")).to_series().to_list()
     )
     assert df.select(has_letters(pl.col("t"), n)).to_series().to_list() == [k >= n for k in letters]
+
+
+# -- template leaks ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Paris is the capital of France.\n### Human: And of Germany?\n### Assistant: Berlin.",
+        "Sure, here it is. [|Human|] Thanks! [|AI|] You are welcome.",
+        "The answer is 4.<|im_end|>\n<|im_start|>user\nAnd 3+3?",
+        "Here is your poem.</s>",
+        "Paris.\nUser: what about Spain?\nAssistant: Madrid.",
+    ],
+)
+def test_template_leaks_rejected(answer):
+    from curation.stages import TemplateLeakStage
+
+    [reason] = reasons(TemplateLeakStage(), [answer])
+    assert reason is not None and reason.startswith("template_leak:")
+
+
+def test_speaker_lines_the_user_asked_for_are_not_leaks():
+    from curation.stages import TemplateLeakStage
+
+    convs = [
+        chat(
+            "Write a short dialogue between a user and an assistant.",
+            "User: Hi!\nAssistant: Hello, how can I help?",
+        ),
+        chat(
+            "What does ### Human: mean in a prompt?",
+            "In Vicuna-style prompts, ### Human: marks the user's turn.",
+        ),
+    ]
+    assert reasons(TemplateLeakStage(), convs) == [None, None]
+
+
+# -- content-aware truncation and language -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Bodhi has 80 sheep and Mr. Bodhi needs to add 100-80= 20 sheep",
+        "Just launched our new blog post on open source chat models! #AI #OpenSource",
+        "def add(a: int, b: int) -> int:",
+        "It is a lovely day for a walk in the park and I think we should go",
+    ],
+)
+def test_complete_answers_without_a_final_period_are_kept(answer):
+    assert reasons(TruncationStage(), [answer]) == [None]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Famous events:\n1. Moon landing: Apollo 11 landed in 1969.\n2. Fall of the Wall: it fell in 1989.\n"
+        "3. Genocide: Auschwitz was",
+        "Steps:\na. Issue the certificates;\nb. Verify the certificates;\nc. Store the certificates",
+        "| Item | Price |\n|---|---|\n| Pen | 2 |\n| Book | 1",
+        "To a pyromaniac, only the best things are worth burning. Let's talk about what could be burned...",
+        '34. Ohio - named after the Iroquois word "ohi-yo," which means "',
+    ],
+)
+def test_answers_cut_inside_lists_tables_quotes_and_ellipses_are_truncated(answer):
+    [reason] = reasons(TruncationStage(), [answer])
+    assert reason is not None and reason.startswith("truncated:")
+
+
+def test_emoji_answers_are_content():
+    assert reasons(NearEmptyStage(), ["🐱😻💕", "✔", "..."]) == [None, None, "near_empty_response"]
+
+
+def test_a_requested_translation_is_not_a_wrong_language():
+    stage = LanguageStage()
+    convs = [
+        chat(
+            "Translate into French: The weather is lovely today and we are going to the beach.",
+            "Il fait très beau aujourd'hui et nous allons à la plage avec nos amis.",
+        ),
+        chat(
+            "What is the weather like in Paris in spring? Describe it in a few sentences.",
+            "Au printemps, il fait doux à Paris, avec des averses fréquentes et des journées ensoleillées.",
+        ),
+    ]
+    assert reasons(stage, convs) == [None, "language:fr"]
+
+
+def test_code_and_grids_are_not_judged_as_a_language():
+    grid = "|1|2|5|4|6|7|8|9|3|\n|3|6|7|2|1|8|9|4|5|\n|8|3|4|6|7|5|9|1|2|"
+    code = (
+        "    import math\n    f = [0, 1]\n    while True:\n        f.append(f[-1] + f[-2])\n        return f"
+    )
+    assert reasons(LanguageStage(), [chat("Solve the Sudoku.", grid), chat("def fib(n):", code)]) == [
+        None,
+        None,
+    ]
+
+
+def test_an_answer_that_slides_into_another_script_is_rejected():
+    answer = "Here are some browsers:\n1. Firefox\n2. Safari\n3. 结网浏览器\n4. 猎户星空浏览器\n每个浏览器都有其独特的功能。"
+    [reason] = reasons(LanguageStage(), [chat("What are good alternatives to Chrome?", answer)])
+    assert reason in ("language:mixed_script", "language:zh")
+    english = (
+        "Here are some good browsers for you, with a short note on each one:\n1. Firefox is fast, open source "
+        "and private.\n2. Safari is good on a Mac and uses little battery.\n3. Edge runs on every system.\n"
+    )
+    [reason] = reasons(
+        LanguageStage(),
+        [
+            chat(
+                "Good browsers?",
+                english + "4. 猎户星空浏览器很好用也很快速。每个浏览器都有其独特的功能和优点。",
+            )
+        ],
+    )
+    assert reason == "language:mixed_script"

@@ -32,6 +32,8 @@ def test_pickled_stages_carry_no_pydantic_models():
     assert b"pydantic" not in payload and b"curation.config" not in payload
     again = pickle.loads(payload)
     for before, after in zip(stages, again, strict=True):
+        if not hasattr(before, "cfg"):  # the content profile has no settings
+            continue
         assert isinstance(after.cfg, PlainConfig)
         assert plain(before.cfg) == after.cfg
     assert stages[0].cfg.enabled  # the parent's stages keep their models

@@ -5,7 +5,8 @@ to stop mid-sentence just as well). What a cut looks like depends on what was be
 the rules read the content profile (curation/stages/content.py) and the last line:
 
 * ``unclosed_code_fence``: an odd number of fences and no sentence after the last one;
-* ``dangling_punctuation``: the text ends in an opening bracket, a comma or a colon;
+* ``dangling_punctuation``: the text ends in an opening bracket or quote, a comma, or a colon
+  (not a line of code: a requested signature "def add(a, b):" is complete);
 * ``unbalanced_bracket``: the last line opens a bracket or a quote it never closes ("(fen129) at
   (2", 'which means "'), in prose, lists and code alike;
 * ``dangling_list_item``: an empty list marker, or a last item without an end where the other
@@ -104,7 +105,10 @@ class TruncationStage(Stage):
             .then(pl.lit("unclosed_code_fence"))
             .when(last.str.contains(r"^\s*(?:[-*+•]|\d+[.)])\s*$"))
             .then(pl.lit("dangling_list_item"))
-            .when(pl.col("text").str.contains(r"[(\[{,:]$") & ~(code & pl.col("text").str.contains(r":$")))
+            .when(
+                pl.col("text").str.contains(r"(?:[(\[{,:]|\s[\"“])$")
+                & ~((code | last.str.contains(_CODE_LINE_START)) & pl.col("text").str.contains(r":$"))
+            )
             .then(pl.lit("dangling_punctuation"))
             .when(unbalanced & ~pl.col("text").str.contains(r"[.!?)\]”\"]$") & (words >= 2))
             .then(pl.lit("unbalanced_bracket"))
