@@ -46,7 +46,6 @@ def test_near_empty_in_any_assistant_turn():
 
 TRUNCATED = {
     "I can't really tell you a lot about that. There is a lot of overlap between groups, so it's": "mid_sentence",
-    "Plants turn light into energy. They take in carbon dioxide and water and, using sunlight, produce gluc": "mid_sentence",
     "Here is the code:\n\n```python\ndef f(x):\n    return x": "unclosed_code_fence",
     "You will need:\n1. Flour\n2. Sugar\n3.": "dangling_list_item",
     "The main reasons are (": "dangling_punctuation",
@@ -87,6 +86,16 @@ def test_truncation_in_an_earlier_turn_of_a_multi_turn_chat():
     batch = stage.annotate(batch_of([conv]))
     assert batch["is_truncated"].to_pylist() == [True]
     assert list(stage.decide(batch)) == ["truncated:mid_sentence"]
+
+
+def test_a_sentence_that_runs_on_without_an_end_is_tagged_not_rejected():
+    cut = "Plants turn light into energy. They take in carbon dioxide and water and, using sunlight, produce gluc"
+    stage = TruncationStage()
+    batch = stage.annotate(batch_of([cut]))
+    assert batch["truncation"].to_pylist() == ["run_on"] and batch["is_truncated"].to_pylist() == [True]
+    assert list(stage.decide(batch)) == [None]
+    strict = TruncationStage(TruncationConfig(tag_only=[]))
+    assert list(strict.decide(strict.annotate(batch_of([cut])))) == ["truncated:run_on"]
 
 
 def test_truncation_tag_only_mode():

@@ -44,12 +44,14 @@ def build_map_stages(cfg: StagesConfig, tokenizer=None) -> list[Stage]:
     stages.append(ContentProfileStage())  # tags only: what each answer is, for the filters below
     if cfg.empty.enabled:
         stages.append(NearEmptyStage(cfg.empty))
-    if cfg.truncation.enabled:
-        stages.append(TruncationStage(cfg.truncation))
+    # Loops and leaks before truncation: a model that loops or talks to itself runs to the token
+    # limit, and its row is removed for the cause, not for the cut it ends in.
     if cfg.repetition.enabled:
         stages.append(RepetitionStage(cfg.repetition))
     if cfg.template_leak.enabled:
         stages.append(TemplateLeakStage(cfg.template_leak))
+    if cfg.truncation.enabled:
+        stages.append(TruncationStage(cfg.truncation))
     if cfg.refusal.enabled:
         stages.append(RefusalStage(cfg.refusal))
     if cfg.language.enabled:

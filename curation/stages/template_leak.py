@@ -7,7 +7,7 @@ teaches the model to talk to itself. Two kinds:
 
 * ``markup``: a template token or role header of a known chat format, anywhere in the answer;
 * ``fabricated_turn``: a line that opens a new turn with a speaker label ("Human:", "User:",
-  "Assistant:") after the answer has begun, or as its first line.
+  "Assistant:", "A human asked:") after the answer has begun, or as its first line.
 
 A marker the prompt itself contains (a user asking about chat templates, or a transcript the
 user pasted) is not a leak, and speaker lines are expected when the user asks for a dialogue,
@@ -35,9 +35,13 @@ if TYPE_CHECKING:  # configs are not imported by modules that only run stages
 MARKUP = (
     r"<\|(?:im_start|im_end|endoftext|end_of_text|eot_id|start_header_id|end_header_id|user|assistant|"
     r"system|prompter|human|bot|end)\|>|</s>|\[/?INST\]|<</?SYS>>|\[\|(?:Human|AI|User|Assistant)\|\]|"
-    r"(?m)^\s*###\s*(?:Human|Instruction|Response|Assistant|Input|User|System|Prompt)\s*:?"
+    r"(?m)^\s*###\s*(?:Human|Instruction|Response|Assistant|Input|User|System|Prompt)\s*:?|"
+    r"###\s*(?:Human|Instruction|Response|Assistant|User)\s*:"
 )
-SPEAKER_LINE = r"(?m)^\s*(?:Human|HUMAN|User|USER|Assistant|ASSISTANT|Prompter)\s*:"
+SPEAKER_LINE = (
+    r"(?m)^\s*(?:Human|HUMAN|User|USER|Assistant|ASSISTANT|Prompter)\s*:|"
+    r"(?m)^\s*(?:A|The) (?:human|user) (?:asked|asks|said|says|answered|replied|wrote)\s*:"
+)
 DIALOGUE_REQUEST = r"(?i)dialog|conversation|chat|script|transcript|interview|role[- ]?play|screenplay|scene"
 
 

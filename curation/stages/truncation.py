@@ -4,7 +4,9 @@ Every assistant turn is checked (a turn cut off in the middle of a conversation 
 to stop mid-sentence just as well). What a cut looks like depends on what was being written, so
 the rules read the content profile (curation/stages/content.py) and the last line:
 
-* ``unclosed_code_fence``: an odd number of fences and no sentence after the last one;
+* ``unclosed_code_fence``: an odd number of fences, and the text ends inside the last block (not
+  on a fence or after a closing sentence: an answer that opens with unfenced code and closes
+  it with a fence is complete);
 * ``dangling_punctuation``: the text ends in an opening bracket or quote, a comma, or a colon
   (not a line of code: a requested signature "def add(a, b):" is complete);
 * ``unbalanced_bracket``: the last line opens a bracket or a quote it never closes ("(fen129) at
@@ -14,9 +16,11 @@ the rules read the content profile (curation/stages/content.py) and the last lin
 * ``table_row``: the last table row stops before its closing bar;
 * ``mid_word``: a word broken by a hyphen at the very end;
 * ``mid_sentence``: prose or a list item ending on a word no finished sentence ends on ("the",
-  "of", "was", "don't"), or a prose line that ended a sentence and runs on to a lower-case word
-  without an end ("... wrong. So if I spin it fast enough, it'll end"); abbreviations ("Mr."),
-  hashtags, math and code lines do not count;
+  "of", "was", "don't");
+* ``run_on``: a prose line that ended a sentence and runs on to a lower-case word without an end
+  ("... wrong. So if I spin it fast enough, it'll end"); abbreviations ("Mr."), hashtags, math
+  and code lines do not count. Tagged, not rejected, by default (``tag_only``): as often as
+  one in six it is a finished sentence that only lacks its period;
 * ``ellipsis``: a trailing "..." that the prompt did not use ("Let me check Wikipedia...").
 
 An answer that only lacks its final period ("... 20 sheep", a tweet ending in hashtags, a
@@ -32,7 +36,7 @@ import polars as pl
 
 from curation.plain_config import config_or_default
 from curation.stages.base import Stage
-from curation.stages.content import assistant_turns
+from curation.stages.content import CODE_LINE, assistant_turns
 from curation.stages.turns import per_row, turns
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages
@@ -89,7 +93,13 @@ class TruncationStage(Stage):
         ).list.sum()
         items = earlier.list.eval(pl.element().str.contains(_LIST_ITEM)).list.sum()
         code = pl.col("kind") == "code"
-        prose = pl.col("kind").is_in(["prose", "verse", "short", "list"])
+        fences_closed = pl.col("text").str.count_matches("```") % 2 == 0
+        # The last line is words, not code: after a closed fence a code answer's closing sentence
+        # counts too ("This code will sort the").
+        words_line = (pl.col("kind") != "math") & fences_closed & ~last.str.contains(CODE_LINE)
+        # Table rows: the last one has fewer cells than the table's first row (its header).
+        cells = lambda line: line.str.strip_chars().str.strip_chars("|").str.count_matches(r"\|") + 1  # noqa: E731
+        header = earlier.list.eval(pl.element().filter(pl.element().str.contains(r"^\s*\|.*\|"))).list.first()
         words = last.str.count_matches(r"\S+")
         opens = lambda o, c: last.str.count_matches(o) > last.str.count_matches(c)  # noqa: E731
         unbalanced = (
@@ -100,7 +110,8 @@ class TruncationStage(Stage):
         )
         kind = (
             pl.when(
-                (pl.col("text").str.count_matches("```") % 2 == 1) & ~pl.col("text").str.contains(r"[.!?)]$")
+                (pl.col("text").str.count_matches("```") % 2 == 1)
+                & ~pl.col("text").str.contains(r"(?:[.!?]|```)$")
             )
             .then(pl.lit("unclosed_code_fence"))
             .when(last.str.contains(r"^\s*(?:[-*+•]|\d+[.)])\s*$"))
@@ -114,10 +125,12 @@ class TruncationStage(Stage):
             .then(pl.lit("unbalanced_bracket"))
             .when(
                 last.str.contains(r"^\s*\|.*\|")
-                & ~last.str.contains(r"\|\s*$")
+                & (~last.str.contains(r"\|\s*$") | (cells(last) < cells(header).fill_null(0)))
                 & ~pl.col("text").str.contains(r"[.!?]$")
             )
             .then(pl.lit("table_row"))
+            .when(pl.col("text").str.contains(r"\s#$"))
+            .then(pl.lit("dangling_punctuation"))
             .when(
                 is_item
                 & (items_ended >= 2)
@@ -128,7 +141,7 @@ class TruncationStage(Stage):
             .when(pl.col("text").str.contains(r"\p{L}[-‐–]$"))
             .then(pl.lit("mid_word"))
             .when(
-                prose
+                words_line
                 & ~last.str.contains(_CODE_LINE_START)
                 & (words >= 2)
                 & pl.col("text").str.contains(rf"(?i)\b(?:{_DANGLING_WORDS})$")
@@ -144,7 +157,7 @@ class TruncationStage(Stage):
                 & ~last.str.contains(r"#\w+\s*$")
                 & last.str.replace_all(_ABBREVIATION, "X").str.contains(_EARLIER_SENTENCE_END)
             )
-            .then(pl.lit("mid_sentence"))
+            .then(pl.lit("run_on"))
             .when(
                 pl.col("text").str.contains(r"\p{L}\s*(?:\.\.\.|…)$")
                 & ~pl.col("text").str.contains(r"(?i)(?:etc|so on|so forth)\s*(?:\.\.\.|…)$")
@@ -163,6 +176,5 @@ class TruncationStage(Stage):
         if not self.cfg.reject:
             return [None] * batch.num_rows
         kinds = batch["truncation"].to_numpy(zero_copy_only=False)
-        return np.where(
-            batch["is_truncated"].to_numpy(zero_copy_only=False), "truncated:" + kinds.astype(str), None
-        )
+        rejected = batch["is_truncated"].to_numpy(zero_copy_only=False) & ~np.isin(kinds, self.cfg.tag_only)
+        return np.where(rejected, "truncated:" + kinds.astype(str), None)
