@@ -194,6 +194,8 @@ NOT_REFUSALS = [
     "Sorry to hear that! Try restarting the app.",
     PARAGRAPH,
     "You can't go wrong with a good book.",
+    "I am like a moth to a flame; I can't help but be drawn to her.",
+    "No, it is not illegal to keep a dollar bill that you found on the ground.",
     "As an AI, I don't have opinions, but here are the arguments people make on each side.",
     "As an AI language model, I cannot give medical advice. However, here are some general tips that many "
     "people find useful:\n1. Drink water through the day and keep a bottle on your desk.\n2. Sleep seven to "

@@ -26,18 +26,26 @@ if TYPE_CHECKING:  # configs are not imported by modules that only run stages
 
 REFUSAL_PATTERN = (
     r"(?i)(?:\b(?:"
-    r"i(?:'m| am)? (?:so |very |really )?(?:sorry|afraid),? (?:but|i)|i apologi[sz]e,? but|"
+    # declining, with an apology or not ("I'm sorry, but I can't help with that")
+    r"i(?:'m| am) (?:so |very |really )?sorry,? but|i apologi[sz]e,? but|"
     r"i (?:cannot|can't|can not|won't|will not|must decline to|refuse to|am not going to|'m not going to)"
-    r" (?:help|assist|provide|do|fulfil|comply|answer|create|write|generate|support|give|share|engage|"
-    r"discuss|offer|recommend|tell|say|make|encourage|condone|participate|promote|endorse|teach|explain)|"
+    r" (?:help (?:you|with)|assist|provide|do (?:that|this|it)|fulfil|comply|answer|create|write|generate|support|"
+    r"give|share|engage|discuss|offer|recommend|tell|say|make|encourage|condone|participate|promote|endorse|"
+    r"teach|explain)|"
     r"i(?:'m| am) (?:not able|unable) to|unable to (?:help|assist|provide|tell|answer)|"
     r"i(?:'m| am) not (?:comfortable|allowed|permitted|willing)|"
-    r"(?:it(?:'s| is)|that(?:'s| is)|this is) (?:not appropriate|inappropriate|against (?:my|the|our)|not (?:ok|okay|acceptable|ethical|legal))|"
+    # judging the request instead of doing it
+    r"(?:it(?:'s| is)|that(?:'s| is)|this is|that would be) (?:not appropriate|inappropriate|against (?:my|the|our)|"
+    r"not (?:ok|okay|acceptable|ethical|legal)|illegal|unethical)|"
     r"i don't think (?:it(?:'s| is)|that(?:'s| is)|this is) (?:appropriate|a good idea|ethical|right)|"
-    r"against my (?:programming|guidelines|policy|principles)|i must (?:decline|refuse|respectfully)|"
+    r"against my (?:programming|guidelines|policy|principles)|i must (?:decline|refuse)|"
     r"(?:respectfully|politely|humbly) decline|i would (?:not|never) (?:recommend|advise|encourage|help)|"
+    # the over-refusal of chat models tuned for caution (llama-2-chat): a lecture in place of the answer
+    r"i must (?:respectfully |humbly |kindly )?(?:point out|inform you)|not (?:factually )?coherent|"
     r"(?:lo siento|je suis désolé|es tut mir leid)"
-    r")|^\s*no[,.!]\s.{0,200}\b(?:illegal|unethical|wrong|harmful|dangerous|not (?:a good idea|appropriate|safe|ok|okay))\b)"
+    # "No, robbing people is illegal.": a flat no, judging the act, in the first sentence
+    r")|^\s*no[,.!]\s[^.!?\n]{0,80}\b(?:is|are|would be|'s) (?:illegal|unethical|wrong|harmful|dangerous|"
+    r"not (?:a good idea|appropriate|safe|ok|okay|legal))\b)"
 ).replace("'", "['’]")  # straight and curly apostrophes (hh-rlhf uses both)
 # What follows a refusal phrase when the answer goes on to help after all ("I can't give medical
 # advice. However, here are some general tips: ..."): a disclaimer then the answer, not a refusal.
@@ -45,7 +53,7 @@ PIVOT_TO_ANSWER = (
     r"(?i)\b(?:however|but|that said|instead)\b,?\s+(?:here|i can|i'd be happy|you (?:can|could|may)|there are|some)|"
     r"\bhere (?:are|is)\b|:\s*\n\s*(?:[-*•]|1[.)])"
 ).replace("'", "['’]")
-MIN_ANSWER_WORDS = 60  # a pivot counts only when real content follows: a few sentences or a list
+MIN_ANSWER_WORDS = 40  # a pivot counts only when real content follows: a few sentences or a list
 
 
 class RefusalStage(Stage):
