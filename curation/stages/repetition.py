@@ -35,9 +35,8 @@ counting, no per-row Python loop).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
