@@ -347,3 +347,27 @@ def test_answers_with_the_same_words_but_other_punctuation_and_markdown_are_dupl
     marked = chat("Explain photosynthesis.", "**" + PARA.replace(". ", "; ").replace(",", "") + "**")
     batch, reasons = run(NearDedupStage(), [plain, marked])
     assert reasons.count("near_duplicate:conversation") == 1
+
+
+def test_short_answers_that_share_one_shingle_of_three_are_not_merged():
+    # Jaccard 1/3 (word 5-grams): rotation densification estimated over 0.74 for such short texts.
+    convs = [
+        chat("Name the fourth kid.", "The fourth kid is named Mike."),
+        chat("Name the fourth kid.", "The fourth kid is named Lily."),
+    ]
+    assert run(NearDedupStage(), convs)[1] == [None, None]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(min_value=2, max_value=12), st.integers(min_value=0, max_value=11))
+def test_oph_estimates_short_texts_without_bias(n_words, n_changed):
+    from curation.dedup.minhash import oph_signatures
+
+    words = [f"w{i}" for i in range(n_words + 4)]
+    other = [f"x{i}" if i < min(n_changed, n_words) else w for i, w in enumerate(words)]
+    a, b = " ".join(words), " ".join(other)
+    sa = {" ".join(words[i : i + 5]) for i in range(len(words) - 4)}
+    sb = {" ".join(other[i : i + 5]) for i in range(len(other) - 4)}
+    true = len(sa & sb) / len(sa | sb)
+    sig = oph_signatures(pl.Series([a, b]), num_perm=512)
+    assert abs((sig[0] == sig[1]).mean() - true) < 0.2

@@ -45,6 +45,17 @@ def test_empty_answers_are_found(result):
     assert empty["recall"] >= FLOORS["recall"]["empty"]
 
 
+def test_near_dedup_on_real_answer_pairs():
+    from bench.quality import near_dup_pairs
+
+    shared("grade-school-math/example_model_solutions.jsonl.gz")
+    m = near_dup_pairs.run(SHARED_DATA)
+    assert near_dup_pairs.misses(m) == []
+    assert m["role-aware (default)"]["pairs_high"] >= 100
+    # Conversation-only verification merges answers that differ: the reason for verify_roles.
+    assert m["conversation only"]["merged_low"] > 100
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="issue #21: recall of truncated/looping/template_leak and the refusal tag are under the floors",

@@ -2,7 +2,8 @@
 
 Prints precision and recall per stage and reason and the false-reject rate of clean rows per
 content type, and writes the tables into bench/RESULTS.md (section "Filter quality on labelled
-real rows"). ``--check`` exits 1 when a floor of issue #21 is not reached.
+real rows"), with near dedup on real answer pairs (bench/quality/near_dup_pairs.py). ``--check``
+exits 1 when a floor of issue #21 is not reached.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from bench.quality import near_dup_pairs
 from bench.quality.evaluate import markdown, metrics, misses, run
 from bench.quality.sources import SHARED_DATA
 
@@ -50,13 +52,14 @@ def main() -> None:
     if not SHARED_DATA.is_dir():
         sys.exit(f"{SHARED_DATA} is missing: the labelled rows are read from ../shared/data")
     m = metrics(run(workers=args.workers))
-    table = markdown(m)
+    pairs = near_dup_pairs.run()
+    table = markdown(m) + "\n" + near_dup_pairs.markdown(pairs)
     print(table)
     if args.json:
-        args.json.write_text(json.dumps(m, indent=1))
+        args.json.write_text(json.dumps({"filters": m, "near_dup_pairs": pairs}, indent=1))
     if not args.no_write:
         write_results(table)
-    missed = misses(m)
+    missed = misses(m) + near_dup_pairs.misses(pairs)
     for line in missed:
         print("below the floor:", line)
     if args.check and missed:

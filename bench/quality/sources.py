@@ -9,6 +9,7 @@ normalized conversation) is stored beside it as a check that the row is still th
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,7 +17,8 @@ import pyarrow as pa
 from curation.config import SourceConfig
 from curation.io.reader import read_source
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+# As in tests/conftest.py: ../shared/data beside the checkout, or SFT_SHARED_DATA.
+SHARED_DATA = Path(os.environ.get("SFT_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
 ALPACA_EVAL_MODELS = (
     "alpaca-7b",
