@@ -39,13 +39,26 @@ def key_texts(table: pa.Table, key: str = "conversation", lowercase: bool = Fals
     return single_spaced(text.str.to_lowercase() if lowercase else text).str.strip_chars()
 
 
+def role_texts(table: pa.Table) -> tuple[pl.Series, pl.Series]:
+    """Per row: its user turns and its assistant turns, each joined, NFKC-normalized ("" if none);
+    one pass over the turns for both."""
+    t = turns(table, roles=("user", "assistant"))
+    role = pl.col("role")
+    joined = t.group_by("row", maintain_order=True).agg(
+        user=pl.col("content").filter(role == "user").str.join("\n"),
+        assistant=pl.col("content").filter(role == "assistant").str.join("\n"),
+    )
+    every = pl.DataFrame({"row": np.arange(table.num_rows)}).cast({"row": joined["row"].dtype})
+    rows = every.join(joined, on="row", how="left", maintain_order="left")
+    return nfkc(rows["user"].fill_null("")), nfkc(rows["assistant"].fill_null(""))
+
+
 def shingle_texts(texts: pl.Series) -> pl.Series:
     """What near dedup shingles: lower-cased words with punctuation and markup removed, so that two
     answers with the same words but other punctuation or markdown ("**Note:**" / "Note -") share
-    their shingles. Letters, digits and marks stay; every other character separates words."""
-    return single_spaced(
-        texts.str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}\p{M}\s]+", " ")
-    ).str.strip_chars()
+    their shingles. Letters, digits and marks stay; every other character separates words (the
+    shingler splits on any run of whitespace)."""
+    return texts.str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}\p{M}\s]+", " ")
 
 
 def nfkc(texts: pl.Series) -> pl.Series:

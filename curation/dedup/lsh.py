@@ -8,6 +8,7 @@ from itertools import islice
 
 import numpy as np
 
+from curation.dedup.minhash import EMPTY_BIN
 from curation.resources import usable_cores
 
 
@@ -108,6 +109,8 @@ def bounded_map(fn, items, threads: int):
 def estimated_jaccard(sig, pairs: np.ndarray, segments: int = 1, chunk: int = 32_768) -> np.ndarray:
     """Share of equal signature values per pair; ``sig`` is an array or a row lookup (on disk).
     A signature made of ``segments`` equal parts (one per text compared) gives the least share.
+    Positions empty in both (0xFFFFFFFF: an undensified one-permutation sketch) are left out
+    (Li, Owen & Zhang 2012); two texts without shingles are equal.
     Large chunks make a row lookup read the store in longer ascending runs. (One thread: on two,
     each thread's freed chunks stayed in its own malloc arena, +150 MB at 1M rows.)"""
     if len(pairs) == 0:
@@ -115,8 +118,12 @@ def estimated_jaccard(sig, pairs: np.ndarray, segments: int = 1, chunk: int = 32
 
     def share(i: int) -> np.ndarray:
         a, b = sig[pairs[i : i + chunk, 0]], sig[pairs[i : i + chunk, 1]]
-        equal = (a == b).reshape(len(a), segments, -1)
-        return (np.count_nonzero(equal, axis=2) / equal.shape[2]).min(axis=1)
+        both_empty = ((a == EMPTY_BIN) & (b == EMPTY_BIN)).reshape(len(a), segments, -1)
+        equal = (a == b).reshape(len(a), segments, -1) & ~both_empty
+        counted = both_empty.shape[2] - np.count_nonzero(both_empty, axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(counted > 0, np.count_nonzero(equal, axis=2) / counted, 1.0)
+        return share.min(axis=1)
 
     return np.concatenate([share(i) for i in range(0, len(pairs), chunk)])
 

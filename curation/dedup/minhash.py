@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 MAX32 = np.uint64((1 << 32) - 1)
+EMPTY_BIN = np.uint32(0xFFFFFFFF)  # a one-permutation bin no shingle fell into
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -128,11 +129,16 @@ def oph_signatures(
     char_ngram: int | None = None,
     seed: int = 1,
     block: int = 20_000,
+    densify: bool = True,
 ) -> np.ndarray:
     """One-permutation hashing with optimal densification (Li, Owen & Zhang 2012; Shrivastava
     2017): each shingle is hashed once and falls into one of ``num_perm`` bins; a bin keeps its
     minimum; an empty bin borrows the first non-empty bin of its own random probe order. Same Jaccard estimator as k-permutation MinHash (the fraction of equal positions),
     for O(shingles) work instead of O(shingles x permutations).
+
+    Without ``densify``, empty bins keep the empty value (0xFFFFFFFF): such signatures are not for
+    LSH bands but verify as well, with the estimator that leaves out bins empty in both texts
+    (``lsh.estimated_jaccard`` does), and cost only the hashing.
 
     Documents are sketched ``block`` at a time, so the shingle arrays stay bounded whatever the
     corpus size; only the (n_docs, num_perm) uint32 signatures are kept.
@@ -140,15 +146,16 @@ def oph_signatures(
     out = np.empty((len(texts), num_perm), dtype=np.uint32)
     for i in range(0, len(texts), block):
         part = texts.slice(i, block)
-        out[i : i + len(part)] = _oph_block(part, num_perm, ngram, char_ngram, seed).T
+        out[i : i + len(part)] = _oph_block(part, num_perm, ngram, char_ngram, seed, densify).T
     return out
 
 
-def _oph_block(texts: pl.Series, k: int, ngram: int, char_ngram: int | None, seed: int) -> np.ndarray:
+def _oph_block(
+    texts: pl.Series, k: int, ngram: int, char_ngram: int | None, seed: int, densify: bool = True
+) -> np.ndarray:
     """(k, n_docs) signatures, bin-major so that densification works on contiguous rows."""
     hashes, doc = shingle_hashes(texts, ngram, char_ngram)
-    empty_value = np.uint32(0xFFFFFFFF)
-    sig = np.full((k, len(texts)), empty_value, dtype=np.uint32)
+    sig = np.full((k, len(texts)), EMPTY_BIN, dtype=np.uint32)
     if len(hashes):
         a, b = permutations(1, seed)
         with np.errstate(over="ignore"):
@@ -157,18 +164,34 @@ def _oph_block(texts: pl.Series, k: int, ngram: int, char_ngram: int | None, see
         bins = ((h & MAX32) * np.uint64(k)) >> np.uint64(32)
         flat = bins.astype(np.intp) * len(texts) + doc  # ufunc.at on a flat index: ~3x faster than 2-D
         np.minimum.at(sig.reshape(-1), flat, (h >> np.uint64(32)).astype(np.uint32))
-    empty = sig == empty_value
+    return _densified(sig, seed) if densify else sig
+
+
+def densified(sig: np.ndarray, seed: int = 1) -> np.ndarray:
+    """(n_docs, k) one-permutation signatures with their empty bins filled (see ``_densified``).
+    The undensified signature of a union of shingle sets is the elementwise minimum of theirs, so
+    a text's signature can be built from its parts' and densified once."""
+    return _densified(np.ascontiguousarray(sig.T), seed).T
+
+
+def _densified(sig: np.ndarray, seed: int) -> np.ndarray:
+    """Bin-major (k, n_docs) signatures with every empty bin filled; texts without shingles stay
+    empty.
+
+    Optimal densification (Shrivastava 2017): an empty bin j takes the value of the first
+    non-empty bin in a probe order of its own (a random permutation of the bins, the same for
+    every text). Two texts then borrow the same bin's value exactly when they share its minimum,
+    so the estimate stays unbiased on short texts. (Rotation, which borrows the next bin to the
+    right, made every empty bin of a two-shingle text copy one of two values: on real answers
+    "The fourth kid is named Mike." and "... Lily." (Jaccard 1/3) estimated over 0.74.)
+    """
+    k = sig.shape[0]
+    empty = sig == EMPTY_BIN
     if not empty.any():
         return sig
-    # Optimal densification (Shrivastava 2017): an empty bin j takes the value of the first
-    # non-empty bin in a probe order of its own (a random permutation of the bins, the same for
-    # every text). Two texts then borrow the same bin's value exactly when they share its minimum,
-    # so the estimate stays unbiased on short texts. (Rotation, which borrows the next bin to the
-    # right, made every empty bin of a two-shingle text copy one of two values: on real answers
-    # "The fourth kid is named Mike." and "... Lily." (Jaccard 1/3) estimated over 0.74.)
     probe = _probe_order(k, seed)
     out = sig.copy()
-    j_idx, d_idx = np.nonzero(empty & ~empty.all(axis=0))  # texts without shingles stay empty
+    j_idx, d_idx = np.nonzero(empty & ~empty.all(axis=0))
     for t in range(k):  # a permutation of all bins reaches a non-empty one within k steps
         if not len(j_idx):
             break

@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.dedup.keys import KeyCache, shingle_texts
+from curation.dedup.keys import KeyCache, role_texts, shingle_texts
 from curation.dedup.lsh import (
     candidate_pairs,
     candidate_pairs_from_keys,
@@ -27,7 +27,7 @@ from curation.dedup.lsh import (
     split_loose_members,
     union_find,
 )
-from curation.dedup.minhash import oph_signatures, signatures
+from curation.dedup.minhash import densified, oph_signatures, signatures
 from curation.dedup.sketch_stage import BANDS, EXACT_A, EXACT_B, NEAR_SKIP, list_matrix, merit
 from curation.plain_config import config_or_default
 from curation.stages.base import Stage
@@ -148,16 +148,33 @@ class NearDedupStage(_DedupStage):
         return self.cfg.num_perm * self.segments
 
     def sketch(self, table: pa.Table, keys: pl.Series | None = None) -> np.ndarray:
-        """(rows, signature_width) uint32: the key's signature, then one per role when verified."""
+        """(rows, signature_width) uint32: the key's signature, then (verify_roles) the user turns'
+        and the assistant turns'. The role parts only verify (no LSH bands), so they are not
+        densified; a conversation key is the union of their shingles, so its signature is their
+        elementwise minimum (densified once) instead of a third pass over the texts."""
         c = self.cfg
         if table.num_rows == 0:
             return np.zeros((0, self.signature_width), dtype=np.uint32)
-        sketch = oph_signatures if c.sketch == "oph" else signatures
-        texts = [keys if keys is not None else self.keys.get(table, c.key)]
-        if c.verify_roles:
-            texts += [self.keys.get(table, "prompts"), self.keys.get(table, "response")]
-        parts = [sketch(shingle_texts(t), c.num_perm, c.ngram, c.char_ngram, c.seed) for t in texts]
-        return np.hstack(parts).astype(np.uint32)
+        if not c.verify_roles:
+            key = keys if keys is not None else self.keys.get(table, c.key)
+            return self._signatures(shingle_texts(key), densify=True)
+        prompts, response = role_texts(table)
+        user = self._signatures(shingle_texts(prompts), densify=False)
+        assistant = self._signatures(shingle_texts(response), densify=False)
+        if c.key == "conversation":
+            key_sig = np.minimum(user, assistant)
+            if c.sketch == "oph":
+                key_sig = densified(key_sig, c.seed)
+        else:
+            key = keys if keys is not None else self.keys.get(table, c.key)
+            key_sig = self._signatures(shingle_texts(key), densify=True)
+        return np.hstack([key_sig, user, assistant]).astype(np.uint32)
+
+    def _signatures(self, texts: pl.Series, densify: bool) -> np.ndarray:
+        c = self.cfg
+        if c.sketch == "oph":
+            return oph_signatures(texts, c.num_perm, c.ngram, c.char_ngram, c.seed, densify=densify)
+        return signatures(texts, c.num_perm, c.ngram, c.char_ngram, c.seed)  # k permutations: no empty bins
 
     def similarity(self, sig, pairs: np.ndarray) -> np.ndarray:
         """Estimated Jaccard per pair: the least over the signature's parts."""

@@ -27,7 +27,7 @@ import polars as pl
 import pyarrow as pa
 
 from curation.stages.base import Stage
-from curation.stages.turns import turns
+from curation.stages.turns import has_words, turns
 
 KINDS = ("code", "math", "table", "list", "verse", "emoji", "short", "prose")
 KINDS_COLUMN, TYPE_COLUMN = "content_kinds", "content_type"
@@ -58,14 +58,12 @@ VERSE_MIN_LINES, VERSE_MAX_MEAN_CHARS = 4, 60  # poems: many short lines (real l
 
 def profile(t: pl.DataFrame, text: str = "content") -> pl.DataFrame:
     """``t`` with a ``kind`` column (one of KINDS) for each text in column ``text``."""
-    lines = pl.col(text).str.split("\n").list.eval(pl.element().filter(pl.element().str.strip_chars() != ""))
-    n_lines = lines.list.len()
+    # Lines that match a pattern, counted over the whole text with multi-line anchors (no split).
+    n_lines = pl.col(text).str.count_matches(r"(?m)^[^\S\n]*\S")
 
     def share(pattern: str) -> pl.Expr:
-        matching = lines.list.eval(pl.element().str.contains(pattern)).list.sum()
-        return matching / pl.max_horizontal(n_lines, 1)
+        return pl.col(text).str.count_matches("(?m)" + pattern) / pl.max_horizontal(n_lines, 1)
 
-    words = pl.col(text).str.count_matches(r"\S+")
     symbols = pl.col(text).str.count_matches(r"[\p{P}\p{Sm}\p{Sc}\p{Sk}]")
     mean_chars = pl.col(text).str.strip_chars().str.len_chars() / pl.max_horizontal(n_lines, 1)
     kind = (
@@ -81,7 +79,7 @@ def profile(t: pl.DataFrame, text: str = "content") -> pl.DataFrame:
         .then(pl.lit("list"))
         .when(pl.col(text).str.count_matches(EMOJI) >= 1)
         .then(pl.lit("emoji"))
-        .when(words < SHORT_WORDS)
+        .when(~has_words(pl.col(text), SHORT_WORDS))
         .then(pl.lit("short"))
         .when((n_lines >= VERSE_MIN_LINES) & (mean_chars <= VERSE_MAX_MEAN_CHARS))
         .then(pl.lit("verse"))

@@ -1,5 +1,5 @@
-"""Language id: ``lang`` and ``lang_score`` of the answers, ``prompt_lang`` of the prompts; keep
-configured languages.
+"""Language id: ``lang`` and ``lang_score`` of the answers, ``prompt_lang`` of the prompts (where
+the answer's language is not kept or cannot be told; null elsewhere); keep configured languages.
 
 Only the natural-language part is judged: fenced and inline code, lines that read as code, URLs,
 LaTeX, markup, numbers and arithmetic are removed first (fastText gives unfenced code, a Sudoku
@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # configs are not imported by modules that only run stages
 # Removed before language id: what is not natural language.
 _NOT_LANGUAGE = [
     CODE_FENCE_RE,
+    r"(?s)```.*",  # a block left open (or cut off where the text was sliced)
     r"`[^`\n]*`",
     r"https?://\S+|www\.\S+|\S+@\S+\.\w+",
     r"(?s)\$\$.*?\$\$|\\\[.*?\\\]|\\\(.*?\\\)|\$[^$\n]{1,80}\$|<<[^<>\n]*>>",
@@ -51,12 +52,15 @@ _LANGUAGE_NAMED = (
 )
 
 
-def natural_text(text: pl.Expr) -> pl.Expr:
-    """``text`` without code, URLs, math, markup, numbers and punctuation, on one line."""
+def natural_text(text: pl.Expr, chars: int) -> pl.Expr:
+    """The first ``chars`` characters of ``text``'s natural language: code, URLs, math, markup,
+    numbers and punctuation removed, on one line. Each step reads only as much of the text as the
+    next one needs (the regexes cost per character)."""
+    text = text.str.slice(0, 8 * chars)
     for pattern in _NOT_LANGUAGE:
         text = text.str.replace_all(pattern, " ")
-    lines = text.str.split("\n").list.eval(pl.element().filter(~pl.element().str.contains(CODE_LINE)))
-    return single_spaced(lines.list.join(" ").str.replace_all(_SYMBOLS, " ")).str.strip_chars()
+    text = text.str.replace_all("(?m)" + CODE_LINE + "[^\n]*", " ").str.slice(0, 2 * chars)
+    return single_spaced(text.str.replace_all(_SYMBOLS, " ")).str.strip_chars().str.slice(0, chars)
 
 
 class LanguageStage(Stage):
@@ -81,6 +85,7 @@ class LanguageStage(Stage):
 
     def score(self, batch):
         n = batch.num_rows
+        c = self.cfg
         role = pl.col("role")
         text = (
             turns(batch, roles=("user", "assistant"))
@@ -95,24 +100,39 @@ class LanguageStage(Stage):
                 # an English answer that slides into Chinese half-way (chatglm2, Qwen in ../shared/data).
                 foreign=pl.when(pl.col("u").str.contains(_SCRIPT) | pl.col("u").str.contains(_LANGUAGE_NAMED))
                 .then(0)
-                .otherwise(pl.col("a").str.replace_all(CODE_FENCE_RE, " ").str.count_matches(_SCRIPT)),
-                letters=pl.col("a").str.count_matches(r"\p{L}"),
+                .otherwise(pl.col("a").str.count_matches(_SCRIPT)),
             )
         )
-        chars = self.cfg.max_chars
-        answer = text.select("row", text=natural_text(pl.col("a")).str.slice(0, chars))
-        prompt = text.select("row", text=natural_text(pl.col("u")).str.slice(0, chars))
-        a_lang, a_score = self._detect(answer, n)
-        p_lang, _ = self._detect(prompt, n)
+        rows = text["row"].to_numpy()
+
+        # The classifier sees max_chars of natural language: strip a generous head, not the whole text.
+        def head(col: str) -> pl.Expr:
+            return natural_text(pl.col(col), c.max_chars)
+
+        a_lang, a_score = self._detect(text.select("row", text=head("a")), n)
+        # The prompt's language matters only where the answer's is not kept or cannot be told.
+        need = np.zeros(n, dtype=bool)
+        need[rows] = True
+        if c.keep:
+            need &= ~np.isin(a_lang, c.keep)
+        p_lang = np.full(n, None, dtype=object)
+        asking = text.filter(pl.Series(need[rows]))
+        if asking.height:
+            found, _ = self._detect(asking.select("row", text=head("u")), n)
+            p_lang[asking["row"].to_numpy()] = found[asking["row"].to_numpy()]
         asked = np.zeros(n, dtype=bool)
-        asked[text["row"].to_numpy()] = text["asked"].to_numpy()
-        foreign = np.zeros(n)
-        share = text["foreign"].to_numpy() / np.maximum(text["letters"].to_numpy(), 1)
+        asked[rows] = text["asked"].to_numpy()
         # A large part of the answer, not a stray word: enough characters and enough of the letters.
-        slid = (text["foreign"].to_numpy() >= self.cfg.min_foreign_script_chars) * share
-        foreign[text["row"].to_numpy()] = slid
+        foreign = np.zeros(n)
+        slid = text.filter(pl.col("foreign") >= c.min_foreign_script_chars)
+        if slid.height:
+            share = slid["foreign"].to_numpy() / np.maximum(
+                slid["a"].str.count_matches(r"\p{L}").to_numpy(), 1
+            )
+            foreign[slid["row"].to_numpy()] = share
         # The answer decides; the prompt where the answer cannot be told.
         lang = np.where(a_lang == "und", p_lang, a_lang)
+        lang = np.where(lang == None, "und", lang)  # noqa: E711 (elementwise)
         return {
             "lang": lang.tolist(),
             "lang_score": a_score,

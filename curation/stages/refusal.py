@@ -18,7 +18,7 @@ import polars as pl
 
 from curation.plain_config import config_or_default
 from curation.stages.base import Stage
-from curation.stages.turns import per_row, turns
+from curation.stages.turns import has_words, per_row, turns
 from curation.word_boundaries import ascii_words, select_by_ascii
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages
@@ -69,12 +69,12 @@ class RefusalStage(Stage):
             ascii_words(pl.col("head")),
             lambda pattern: [pl.col("head").str.contains(pattern(REFUSAL_PATTERN))],
         ).to_series()
-        # The whole answer decides: a refusal phrase followed by the answer anyway is a disclaimer.
-        answers = pl.col("content").str.contains(PIVOT_TO_ANSWER) & (
-            pl.col("content").str.count_matches(r"\S+") >= MIN_ANSWER_WORDS
+        # The whole answer decides: a refusal phrase followed by the answer anyway is a disclaimer
+        # (looked for in the few turns with a phrase only).
+        answers = pl.col("content").str.contains(PIVOT_TO_ANSWER) & has_words(
+            pl.col("content"), MIN_ANSWER_WORDS
         )
-        t = t.with_columns(hit=hit).with_columns(hit=pl.col("hit") & ~answers)
-        agg = t.select("row", "hit").group_by("row").agg(pl.col("hit").any())
+        agg = t.filter(hit).filter(~answers).group_by("row").agg(hit=pl.lit(True))
         return {"is_refusal": per_row(agg, "hit", batch.num_rows, False, bool)}
 
     def decide(self, batch):

@@ -8,10 +8,16 @@ the worst turn), computed with numpy over all words of a batch at once:
 
 * ``rep_loop_words``: the longest span of tokens (words, numbers, emoji) that is one unit
   repeated back to back at least ``min_repeats`` times (a unit of 1 to ``max_period`` tokens);
+* ``rep_loop_copies``: the most copies of one unit back to back, however short ("instructive,
+  instructive, ..."; words and emoji, not numbers; not in code);
 * ``rep_loop_lines``: how many substantial lines (3+ words) repeat an earlier line of the turn,
   when they are at least ``min_repeats`` and ``max_line_share`` of its lines: an answer that
   restarts itself, a list or table that cycles through the same items (verse, whose chorus
-  comes back by design, is left to the span rule: content_kinds says which turns are verse).
+  comes back by design, is left to the span rule: content_kinds says which turns are verse);
+* ``rep_repeated_text_share``: the share of a turn's words in lines that repeat an earlier line
+  (a paragraph or list pasted a second time);
+* ``rep_compression`` / ``rep_compression_code``: zlib-compressed size over size, the least over
+  prose and over code turns: a loop of any unit compresses to almost nothing.
 
 Gopher's repetition statistics (Rae et al. 2021) are still available as opt-in thresholds; they
 measure structure rather than loops, and on the labelled real rows (bench/quality) they rejected
@@ -190,26 +196,48 @@ def _score_names() -> list[str]:
 # "A-B-C-A-B-C", "😹😹😹" and "(x)+(x)+(x)+" repeat as clearly as words do. List markers at the
 # start of a line are dropped, so "1. I love you 2. I love you 3. I love you" is one unit three times.
 _TOKEN = r"\p{L}[\p{L}\p{M}'’]*|\p{N}+|\p{So}"
-_LIST_MARKER = r"(?m)^\s*(?:\(?\d{1,3}[.)]|[-*+•])\s+"
-# A line long enough that two copies of it are not a coincidence: 3+ words with 12+ letters.
+_LIST_MARKER = r"^\s*(?:\(?\d{1,3}[.)]|[-*+•])\s+"
+# A line long enough that two copies of it are not a coincidence: three words (a table row of
+# numbers shown twice is not a loop).
 _SUBSTANTIAL_LINE = r"(?:\p{L}+\P{L}+){2,}\p{L}"
+MIN_REPEATED_TOKENS = 30  # about two sentences
 
 
-def loop_scores(texts: pl.Series, min_repeats, max_period: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each text: the longest span of tokens made of one unit repeated back to back at least
-    ``min_repeats`` times (a number, or one per text; 0 when there is none), and the most copies
-    of any unit back to back (1 when nothing repeats)."""
-    need = np.broadcast_to(np.asarray(min_repeats, dtype=np.int64), (len(texts),))
+def line_tokens(t: pl.DataFrame) -> pl.DataFrame:
+    """One row per line of each turn of ``t`` (fenced code left out): doc (the turn's index), kind,
+    and the line's lower-cased tokens, list marker dropped. Both the span rule (the tokens in a
+    row) and the line rules (the lines as keys) read it, so every text is tokenized once."""
+    return (
+        t.select(
+            pl.int_range(pl.len()).alias("doc"),
+            "kind",
+            line=pl.col("content").str.replace_all(CODE_FENCE_RE, " ").str.split("\n"),
+        )
+        .explode("line")
+        .select(
+            "doc",
+            "kind",
+            tokens=pl.col("line").str.replace(_LIST_MARKER, "").str.to_lowercase().str.extract_all(_TOKEN),
+            substantial=pl.col("line").str.contains(_SUBSTANTIAL_LINE),
+        )
+    )
+
+
+def loop_scores(
+    lines: pl.DataFrame, n_docs: int, min_repeats, max_period: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each doc of ``lines`` (from ``line_tokens``): the longest span of tokens made of one unit
+    repeated back to back at least ``min_repeats`` times (a number, or one per doc; 0 when there is
+    none), and the most copies of any unit of words or emoji back to back (1 when nothing repeats)."""
+    need = np.broadcast_to(np.asarray(min_repeats, dtype=np.int64), (n_docs,))
     words = (
-        pl.DataFrame({"text": texts.str.replace_all(CODE_FENCE_RE, " ").str.replace_all(_LIST_MARKER, " ")})
-        .with_row_index("doc")
-        .select("doc", word=pl.col("text").str.to_lowercase().str.extract_all(_TOKEN))
+        lines.select("doc", word=pl.col("tokens"))
         .explode("word")
         .drop_nulls("word")
         .with_columns(h=pl.col("word").hash(seed=3), wordy=pl.col("word").str.contains(r"^[\p{L}\p{So}]"))
     )
-    best = np.zeros(len(texts), dtype=np.int64)
-    copies = np.ones(len(texts), dtype=np.int64)
+    best = np.zeros(n_docs, dtype=np.int64)
+    copies = np.ones(n_docs, dtype=np.int64)
     if words.height < 2:
         return best, copies
     doc = words["doc"].to_numpy().astype(np.int64)
@@ -221,7 +249,7 @@ def loop_scores(texts: pl.Series, min_repeats, max_period: int) -> tuple[np.ndar
         same = (h[:-p] == h[p:]) & (doc[:-p] == doc[p:])
         if not same.any():
             continue
-        edges = np.diff(np.concatenate([[0], same.view(np.int8), [0]]))
+        edges = np.diff(same.view(np.int8), prepend=0, append=0)
         starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         run = ends - starts  # tokens equal to the token p before them, in a row
         # Copies of a unit of words or emoji: "[7,7,7,7,7,7,7]" in an example is data, not a loop.
@@ -240,58 +268,32 @@ def compression_ratios(texts: pl.Series, min_bytes: int) -> np.ndarray:
     rows of bench/quality no clean answer is under 0.207 (zlib level 1), and 36 loops are under 0.18.
     """
     out = np.full(len(texts), np.nan)
-    for i, text in enumerate(texts.to_list()):
-        if text is not None and len(text) >= min_bytes:
-            raw = text.encode()
-            out[i] = len(zlib.compress(raw, 1)) / len(raw)
+    long = (texts.str.len_bytes() >= min_bytes).fill_null(False).arg_true().to_numpy()
+    for i, text in zip(long, texts.gather(long).to_list(), strict=True):
+        raw = text.encode()
+        out[i] = len(zlib.compress(raw, 1)) / len(raw)
     return out
 
 
-MIN_REPEATED_TOKENS = 30  # about two sentences
-
-
 def line_loop_scores(
-    t: pl.DataFrame, min_repeats: int, max_line_share: float, min_line_run: int
+    t: pl.DataFrame, lines: pl.DataFrame, min_repeats: int, max_line_share: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per turn of ``t`` (columns content, kind): how many substantial lines (3+ words) repeat an
-    earlier line of the turn (list markers, case and punctuation ignored), when they are at least ``min_repeats`` and
-    ``max_line_share`` of its substantial lines; or, in any kind of text, the longest run of one
-    line repeated back to back when it reaches ``min_line_run`` (a model printing "| |" or "\\"
-    to the token limit). 0 otherwise. Verse is left out of the first rule (a chorus comes back by
-    design) and code (whose lines repeat by design): their loops are back to back, and the span
-    rule or the run of identical lines sees them.
+    """Per turn of ``t`` (``lines`` from ``line_tokens``): how many
+    substantial lines (3+ words) repeat an earlier line of the turn (list markers, case and
+    punctuation ignored), when they are at least ``min_repeats`` and ``max_line_share`` of its
+    substantial lines; 0 otherwise. Verse is left out (a chorus comes back by design) and so is
+    code (whose lines repeat by design): their loops are back to back, and the span rule or the
+    compression ratio sees them.
 
     Also returns, per turn, the share of the tokens of its substantial lines that lie in lines
     repeating an earlier one (an answer that pastes a whole paragraph or list a second time)."""
-    raw = (
-        t.select(pl.int_range(pl.len()).alias("doc"), "kind", line=pl.col("content").str.split("\n"))
-        .explode("line")
-        .with_columns(pl.col("line").str.strip_chars())
-    )
-    prose = t.select(
-        pl.int_range(pl.len()).alias("doc"),
-        "kind",
-        line=pl.col("content").str.replace_all(CODE_FENCE_RE, " ").str.split("\n"),
-    ).explode("line")
-    runs = (
-        raw.filter(pl.col("line") != "")
-        .with_columns(run=pl.col("line").rle_id().over("doc"))
-        .group_by("doc", "run")
-        .agg(n=pl.len())
-        .group_by("doc")
-        .agg(longest=pl.col("n").max())
-    )
-    lines = (
-        prose.filter(
-            ~pl.col("kind").is_in(["verse", "code"]) & pl.col("line").str.contains(_SUBSTANTIAL_LINE)
-        )
-        .with_columns(
-            tokens=pl.col("line").str.replace(_LIST_MARKER, "").str.to_lowercase().str.extract_all(_TOKEN)
-        )
-        .with_columns(key=pl.col("tokens").list.join(" "), n_tokens=pl.col("tokens").list.len())
+    keyed = (
+        lines.with_columns(n_tokens=pl.col("tokens").list.len())
+        .filter(~pl.col("kind").is_in(["verse", "code"]) & pl.col("substantial"))
+        .with_columns(key=pl.col("tokens").list.join(" "))
         .with_columns(repeat=~pl.col("key").is_first_distinct().over("doc"))
     )
-    per_doc = lines.group_by("doc").agg(
+    per_doc = keyed.group_by("doc").agg(
         n=pl.len(),
         dup=pl.col("repeat").sum(),
         tokens=pl.col("n_tokens").sum(),
@@ -308,9 +310,6 @@ def line_loop_scores(
         share[docs] = np.where(
             dup_tokens >= MIN_REPEATED_TOKENS, dup_tokens / np.maximum(per_doc["tokens"].to_numpy(), 1), 0.0
         )
-    if runs.height:
-        docs, longest = runs["doc"].to_numpy(), runs["longest"].to_numpy()
-        out[docs] = np.maximum(out[docs], np.where(longest >= min_line_run, longest, 0))
     return out, share
 
 
@@ -337,11 +336,12 @@ class RepetitionStage(Stage):
         code = (t["kind"] == "code").to_numpy()
         # Code repeats short token sequences by design (a regex's three octets, a zero matrix):
         # in code a loop needs two copies more.
+        tokens = line_tokens(t)
         span, copies = loop_scores(
-            t["content"], np.where(code, c.min_repeats + 2, c.min_repeats), c.max_period
+            tokens, t.height, np.where(code, c.min_repeats + 2, c.min_repeats), c.max_period
         )
         ratio = compression_ratios(t["content"], c.min_compress_chars)
-        lines, repeated_share = line_loop_scores(t, c.min_repeats, c.max_line_share, c.min_line_run)
+        lines, repeated_share = line_loop_scores(t, tokens, c.min_repeats, c.max_line_share)
         per_turn = {
             "rep_loop_words": span,
             # Code repeats short units by design ("0, 0, 0, 0, 0, 0"): copies count outside code.
@@ -371,26 +371,25 @@ class RepetitionStage(Stage):
     def decide(self, batch):
         c = self.cfg
         reasons = np.full(batch.num_rows, None, dtype=object)
-        with np.errstate(invalid="ignore"):
+
+        def col(name):
+            return batch[name].to_numpy(zero_copy_only=False)
+
+        # Later checks overwrite earlier ones: the loop rules, last, name the reason.
+        with np.errstate(invalid="ignore"):  # NaN: a turn too short to score
             if c.min_unique_word_ratio is not None and "rep_unique_word_ratio" in batch.column_names:
-                ratio = batch["rep_unique_word_ratio"].to_numpy(zero_copy_only=False)
-                reasons[ratio < c.min_unique_word_ratio] = "repetition:unique_word_ratio"
-            for column, limit in reversed(
-                self._gopher_checks()
-            ):  # the first failing check in list order wins
+                reasons[col("rep_unique_word_ratio") < c.min_unique_word_ratio] = (
+                    "repetition:unique_word_ratio"
+                )
+            for column, limit in reversed(self._gopher_checks()):  # the first in list order wins
                 if column in batch.column_names:
-                    values = batch[column].to_numpy(zero_copy_only=False)
-                    reasons[values > limit] = f"repetition:{column.removeprefix('rep_')}"
-        with np.errstate(invalid="ignore"):
-            squeezed = (batch["rep_compression"].to_numpy(zero_copy_only=False) < c.max_compression_ratio) | (
-                batch["rep_compression_code"].to_numpy(zero_copy_only=False) < c.max_compression_ratio_code
+                    reasons[col(column) > limit] = f"repetition:{column.removeprefix('rep_')}"
+            squeezed = (col("rep_compression") < c.max_compression_ratio) | (
+                col("rep_compression_code") < c.max_compression_ratio_code
             )
-        reasons[squeezed] = "repetition:compresses"
-        reasons[batch["rep_loop_copies"].to_numpy() >= c.min_copies] = "repetition:repeated_unit"
-        repeated = batch["rep_repeated_text_share"].to_numpy(zero_copy_only=False)
-        reasons[repeated >= c.max_repeated_text_share] = "repetition:repeated_text"
-        lines = batch["rep_loop_lines"].to_numpy()
-        reasons[lines >= c.min_repeats] = "repetition:repeated_line"
-        span = batch["rep_loop_words"].to_numpy()
-        reasons[span >= c.min_loop_words] = "repetition:repeated_span"
+            reasons[squeezed] = "repetition:compresses"
+            reasons[col("rep_loop_copies") >= c.min_copies] = "repetition:repeated_unit"
+            reasons[col("rep_repeated_text_share") >= c.max_repeated_text_share] = "repetition:repeated_text"
+            reasons[col("rep_loop_lines") >= c.min_repeats] = "repetition:repeated_line"
+            reasons[col("rep_loop_words") >= c.min_loop_words] = "repetition:repeated_span"
         return reasons

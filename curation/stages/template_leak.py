@@ -42,6 +42,24 @@ SPEAKER_LINE = (
     r"(?m)^\s*(?:Human|HUMAN|User|USER|Assistant|ASSISTANT|Prompter)\s*:|"
     r"(?m)^\s*(?:A|The) (?:human|user) (?:asked|asks|said|says|answered|replied|wrote)\s*:"
 )
+# A literal every MARKUP or SPEAKER_LINE match contains.
+LITERALS = [
+    "<|",
+    "</s>",
+    "INST]",
+    "<<",
+    "[|",
+    "###",
+    "Human",
+    "HUMAN",
+    "User",
+    "USER",
+    "Assistant",
+    "ASSISTANT",
+    "Prompter",
+    "human",
+    "user",
+]
 DIALOGUE_REQUEST = r"(?i)dialog|conversation|chat|script|transcript|interview|role[- ]?play|screenplay|scene"
 
 
@@ -56,8 +74,10 @@ class TemplateLeakStage(Stage):
         prompt = (
             t.filter(pl.col("role") == "user").group_by("row").agg(prompt=pl.col("content").str.join("\n"))
         )
+        # Only answers holding a marker's literal go through the patterns (a multi-pattern search:
+        # a few answers in a thousand).
         a = (
-            t.filter(pl.col("role") == "assistant")
+            t.filter((pl.col("role") == "assistant") & pl.col("content").str.contains_any(LITERALS))
             .join(prompt, on="row", how="left")
             .with_columns(pl.col("prompt").fill_null(""))
         )

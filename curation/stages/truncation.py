@@ -37,7 +37,7 @@ import polars as pl
 from curation.plain_config import config_or_default
 from curation.stages.base import Stage
 from curation.stages.content import CODE_LINE, assistant_turns
-from curation.stages.turns import per_row, turns
+from curation.stages.turns import has_words, per_row, turns
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages
     from curation.config import TruncationConfig
@@ -79,19 +79,15 @@ class TruncationStage(Stage):
         t = t.join(prompts, on="row", how="left").with_columns(pl.col("prompt_ellipsis").fill_null(False))
         text = pl.col("content").str.strip_chars_end()
         t = t.with_columns(text=text).with_columns(
-            last_line=pl.col("text").str.extract(r"([^\n]*)$", 1).fill_null(""),
-            lines=pl.col("text").str.split("\n"),
+            last_line=pl.col("text").str.split("\n").list.last().fill_null("")
         )
         last = pl.col("last_line")
         item_text = last.str.replace(_LIST_ITEM, "")
         is_item = last.str.contains(_LIST_ITEM)
-        # Earlier list items that end in punctuation: the list's own style.
-        earlier = pl.col("lines").list.slice(0, pl.col("lines").list.len() - 1)
-        items_ended = earlier.list.eval(
-            pl.element().str.contains(_LIST_ITEM)
-            & pl.element().str.strip_chars_end().str.contains(r"[.;!?]$")
-        ).list.sum()
-        items = earlier.list.eval(pl.element().str.contains(_LIST_ITEM)).list.sum()
+        # The list's own style: its items that end in punctuation (counted over the whole text with
+        # multi-line anchors; the last line, when it is an item without an end, adds nothing).
+        items = pl.col("text").str.count_matches("(?m)" + _LIST_ITEM) - is_item.cast(pl.UInt32)
+        items_ended = pl.col("text").str.count_matches("(?m)" + _LIST_ITEM + r".*[.;!?][^\S\n]*$")
         code = pl.col("kind") == "code"
         fences_closed = pl.col("text").str.count_matches("```") % 2 == 0
         # The last line is words, not code: after a closed fence a code answer's closing sentence
@@ -99,8 +95,11 @@ class TruncationStage(Stage):
         words_line = (pl.col("kind") != "math") & fences_closed & ~last.str.contains(CODE_LINE)
         # Table rows: the last one has fewer cells than the table's first row (its header).
         cells = lambda line: line.str.strip_chars().str.strip_chars("|").str.count_matches(r"\|") + 1  # noqa: E731
-        header = earlier.list.eval(pl.element().filter(pl.element().str.contains(r"^\s*\|.*\|"))).list.first()
-        words = last.str.count_matches(r"\S+")
+        header = pl.col("text").str.extract(r"(?m)^[^\S\n]*(\|.*\|)", 1)  # a table's first row
+
+        def words(n: int) -> pl.Expr:  # the last line has n words or more
+            return has_words(last, n)
+
         opens = lambda o, c: last.str.count_matches(o) > last.str.count_matches(c)  # noqa: E731
         unbalanced = (
             opens(r"\(", r"\)")
@@ -121,7 +120,7 @@ class TruncationStage(Stage):
                 & ~((code | last.str.contains(_CODE_LINE_START)) & pl.col("text").str.contains(r":$"))
             )
             .then(pl.lit("dangling_punctuation"))
-            .when(unbalanced & ~pl.col("text").str.contains(r"[.!?)\]”\"]$") & (words >= 2))
+            .when(unbalanced & ~pl.col("text").str.contains(r"[.!?)\]”\"]$") & words(2))
             .then(pl.lit("unbalanced_bracket"))
             .when(
                 last.str.contains(r"^\s*\|.*\|")
@@ -143,7 +142,7 @@ class TruncationStage(Stage):
             .when(
                 words_line
                 & ~last.str.contains(_CODE_LINE_START)
-                & (words >= 2)
+                & words(2)
                 & pl.col("text").str.contains(rf"(?i)\b(?:{_DANGLING_WORDS})$")
             )
             .then(pl.lit("mid_sentence"))
@@ -151,7 +150,7 @@ class TruncationStage(Stage):
                 (pl.col("kind") == "prose")
                 & ~is_item
                 & ~last.str.contains(_CODE_LINE_START)
-                & (words >= 5)
+                & words(5)
                 & (pl.col("text").str.len_chars() >= self.cfg.min_chars_for_sentence_rule)
                 & pl.col("text").str.contains(r"\p{Ll}$")
                 & ~last.str.contains(r"#\w+\s*$")
