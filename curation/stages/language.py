@@ -1,8 +1,9 @@
 """Language id: ``lang`` and ``lang_score`` of the answers, ``prompt_lang`` of the prompts (where
 the answer's language is not kept or cannot be told; null elsewhere); keep configured languages.
 
-Only the natural-language part is judged: fenced and inline code, lines that read as code, URLs,
-LaTeX, markup, numbers and arithmetic are removed first (fastText gives unfenced code, a Sudoku
+Only the natural-language part is judged: where the answer's head as it is does not give a kept
+language with confidence, fenced and inline code, lines that read as code, URLs, LaTeX, markup,
+numbers and arithmetic are removed and it is judged again (fastText gives unfenced code, a Sudoku
 grid or a worked sum a random language at a low score). A text with fewer than ``min_letters``
 letters left, or a prediction under ``min_score``, is ``und`` and kept. The answer's language
 is what the model learns; when it cannot be told (a short answer, code, numbers) the prompt's
@@ -105,20 +106,29 @@ class LanguageStage(Stage):
         )
         rows = text["row"].to_numpy()
 
-        # The classifier sees max_chars of natural language: strip a generous head, not the whole text.
-        def head(col: str) -> pl.Expr:
-            return natural_text(pl.col(col), c.max_chars)
-
-        a_lang, a_score = self._detect(text.select("row", text=head("a")), n)
+        # Two passes, cheap first: the answer's head as it is (fenced code removed); then, for the
+        # rows whose language that does not settle (not kept, or unsure), its natural language
+        # only (code, math, markup and numbers stripped: the regexes that cost).
+        quick = single_spaced(pl.col("a").str.slice(0, 2 * c.max_chars).str.replace_all(CODE_FENCE_RE, " "))
+        a_lang, a_score = self._detect(
+            text.select("row", text=quick.str.strip_chars().str.slice(0, c.max_chars)), n
+        )
+        settled = np.isin(a_lang, c.keep) if c.keep else a_lang != "und"
+        careful = text.filter(pl.Series(~settled[rows]))
+        if careful.height:
+            lang2, score2 = self._detect(
+                careful.select("row", text=natural_text(pl.col("a"), c.max_chars)), n
+            )
+            redo = careful["row"].to_numpy()
+            a_lang[redo], a_score[redo] = lang2[redo], score2[redo]
         # The prompt's language matters only where the answer's is not kept or cannot be told.
         need = np.zeros(n, dtype=bool)
         need[rows] = True
-        if c.keep:
-            need &= ~np.isin(a_lang, c.keep)
+        need &= ~np.isin(a_lang, c.keep) if c.keep else a_lang == "und"
         p_lang = np.full(n, None, dtype=object)
         asking = text.filter(pl.Series(need[rows]))
         if asking.height:
-            found, _ = self._detect(asking.select("row", text=head("u")), n)
+            found, _ = self._detect(asking.select("row", text=natural_text(pl.col("u"), c.max_chars)), n)
             p_lang[asking["row"].to_numpy()] = found[asking["row"].to_numpy()]
         asked = np.zeros(n, dtype=bool)
         asked[rows] = text["asked"].to_numpy()
