@@ -56,8 +56,13 @@ SHORT_WORDS = 10
 VERSE_MIN_LINES, VERSE_MAX_MEAN_CHARS = 4, 60  # poems: many short lines (real lyrics average ~35)
 
 
+HEAD_CHARS = 3000  # the line statistics read this much of a text: its kind shows by then
+
+
 def profile(t: pl.DataFrame, text: str = "content") -> pl.DataFrame:
     """``t`` with a ``kind`` column (one of KINDS) for each text in column ``text``."""
+    t = t.with_columns(_head=pl.col(text).str.slice(0, HEAD_CHARS))
+    whole, text = text, "_head"
     # Lines that match a pattern, counted over the whole text with multi-line anchors (no split).
     n_lines = pl.col(text).str.count_matches(r"(?m)^[^\S\n]*\S")
 
@@ -67,7 +72,7 @@ def profile(t: pl.DataFrame, text: str = "content") -> pl.DataFrame:
     symbols = pl.col(text).str.count_matches(r"[\p{P}\p{Sm}\p{Sc}\p{Sk}]")
     mean_chars = pl.col(text).str.strip_chars().str.len_chars() / pl.max_horizontal(n_lines, 1)
     kind = (
-        pl.when(pl.col(text).str.contains("```") | (share(CODE_LINE) >= CODE_LINE_SHARE) & (n_lines >= 2))
+        pl.when(pl.col(whole).str.contains("```") | (share(CODE_LINE) >= CODE_LINE_SHARE) & (n_lines >= 2))
         .then(pl.lit("code"))
         .when(pl.col(text).str.contains(MATH) | (share(MATH_LINE) >= 0.2))
         .then(pl.lit("math"))
@@ -85,7 +90,7 @@ def profile(t: pl.DataFrame, text: str = "content") -> pl.DataFrame:
         .then(pl.lit("verse"))
         .otherwise(pl.lit("prose"))
     )
-    return t.with_columns(kind=kind)
+    return t.with_columns(kind=kind).drop("_head")
 
 
 def assistant_turns(batch: pa.Table) -> pl.DataFrame:

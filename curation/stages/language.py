@@ -1,5 +1,8 @@
-"""Language id: ``lang`` and ``lang_score`` of the answers, ``prompt_lang`` of the prompts (where
-the answer's language is not kept or cannot be told; null elsewhere); keep configured languages.
+"""Language id: ``lang`` and ``lang_score`` of the answers; keep configured languages.
+
+``prompt_lang`` and ``lang_requested`` (the prompt asks for a language or a translation) are
+computed where they decide something: the answer's language is not kept, cannot be told, or
+slides into another script (null and false elsewhere).
 
 Only the natural-language part is judged: where the answer's head as it is does not give a kept
 language with confidence, fenced and inline code, lines that read as code, URLs, LaTeX, markup,
@@ -95,14 +98,6 @@ class LanguageStage(Stage):
                 a=pl.col("content").filter(role == "assistant").str.join("\n"),
                 u=pl.col("content").filter(role == "user").str.join("\n"),
             )
-            .with_columns(
-                asked=pl.col("u").str.contains(LANGUAGE_REQUEST),
-                # Letters of a non-Latin script in the answer that the prompt neither uses nor names:
-                # an English answer that slides into Chinese half-way (chatglm2, Qwen in ../shared/data).
-                foreign=pl.when(pl.col("u").str.contains(_SCRIPT) | pl.col("u").str.contains(_LANGUAGE_NAMED))
-                .then(0)
-                .otherwise(pl.col("a").str.count_matches(_SCRIPT)),
-            )
         )
         rows = text["row"].to_numpy()
 
@@ -121,25 +116,34 @@ class LanguageStage(Stage):
             )
             redo = careful["row"].to_numpy()
             a_lang[redo], a_score[redo] = lang2[redo], score2[redo]
-        # The prompt's language matters only where the answer's is not kept or cannot be told.
+
+        # An answer that slides into another script half-way (chatglm2, Qwen in ../shared/data): the
+        # letters of a non-Latin script that the prompt neither uses nor names, as a share of the
+        # answer's letters. Only answers with non-ASCII text are searched.
+        foreign = np.zeros(n)
+        mixed = (
+            text.filter(pl.col("a").str.len_bytes() != pl.col("a").str.len_chars())
+            .with_columns(script=pl.col("a").str.count_matches(_SCRIPT))
+            .filter(pl.col("script") >= c.min_foreign_script_chars)
+            .filter(~pl.col("u").str.contains(_SCRIPT) & ~pl.col("u").str.contains(_LANGUAGE_NAMED))
+        )
+        if mixed.height:
+            letters = mixed["a"].str.count_matches(r"\p{L}").to_numpy()
+            foreign[mixed["row"].to_numpy()] = mixed["script"].to_numpy() / np.maximum(letters, 1)
+
+        # The prompt matters only where the answer's language is not kept (or cannot be told), or it
+        # slides into another script: its own language, and whether it asks for another one.
         need = np.zeros(n, dtype=bool)
         need[rows] = True
-        need &= ~np.isin(a_lang, c.keep) if c.keep else a_lang == "und"
+        need &= (~np.isin(a_lang, c.keep) if c.keep else a_lang == "und") | (foreign > 0)
         p_lang = np.full(n, None, dtype=object)
+        asked = np.zeros(n, dtype=bool)
         asking = text.filter(pl.Series(need[rows]))
         if asking.height:
+            at = asking["row"].to_numpy()
             found, _ = self._detect(asking.select("row", text=natural_text(pl.col("u"), c.max_chars)), n)
-            p_lang[asking["row"].to_numpy()] = found[asking["row"].to_numpy()]
-        asked = np.zeros(n, dtype=bool)
-        asked[rows] = text["asked"].to_numpy()
-        # A large part of the answer, not a stray word: enough characters and enough of the letters.
-        foreign = np.zeros(n)
-        slid = text.filter(pl.col("foreign") >= c.min_foreign_script_chars)
-        if slid.height:
-            share = slid["foreign"].to_numpy() / np.maximum(
-                slid["a"].str.count_matches(r"\p{L}").to_numpy(), 1
-            )
-            foreign[slid["row"].to_numpy()] = share
+            p_lang[at] = found[at]
+            asked[at] = asking["u"].str.contains(LANGUAGE_REQUEST).to_numpy()
         # The answer decides; the prompt where the answer cannot be told.
         lang = np.where(a_lang == "und", p_lang, a_lang)
         lang = np.where(lang == None, "und", lang)  # noqa: E711 (elementwise)

@@ -42,24 +42,13 @@ SPEAKER_LINE = (
     r"(?m)^\s*(?:Human|HUMAN|User|USER|Assistant|ASSISTANT|Prompter)\s*:|"
     r"(?m)^\s*(?:A|The) (?:human|user) (?:asked|asks|said|says|answered|replied|wrote)\s*:"
 )
-# A literal every MARKUP or SPEAKER_LINE match contains.
+# A literal every MARKUP or SPEAKER_LINE match contains (a multi-pattern search picks the few
+# answers the patterns need to look at).
 LITERALS = [
-    "<|",
-    "</s>",
-    "INST]",
-    "<<",
-    "[|",
-    "###",
-    "Human",
-    "HUMAN",
-    "User",
-    "USER",
-    "Assistant",
-    "ASSISTANT",
-    "Prompter",
-    "human",
-    "user",
-]
+    "<|", "</s>", "INST]", "<<", "[|", "###",
+    *(f"{who}{sep}" for who in ("Human", "HUMAN", "User", "USER", "Assistant", "ASSISTANT", "Prompter") for sep in (":", " :")),
+    *(f"{who} {verb}" for who in ("human", "user") for verb in ("asked", "asks", "said", "says", "answered", "replied", "wrote")),
+]  # fmt: skip
 DIALOGUE_REQUEST = r"(?i)dialog|conversation|chat|script|transcript|interview|role[- ]?play|screenplay|scene"
 
 
