@@ -96,19 +96,17 @@ class RepetitionConfig(_Strict):
     # A unit said this many times back to back is a loop even when short ("instructive,
     # instructive, ..." nine times); outside code only (a zero matrix repeats "0").
     min_copies: int = Field(6, ge=2)
-    # zlib (level 1) compressed size / size of an answer of min_compress_chars or more: loops
-    # compress to almost nothing whatever their unit. On bench/quality's labelled rows no clean
-    # answer is under 0.207 and 36 loops are under 0.18. Code compresses better by nature, so its
-    # floor is lower.
-    max_compression_ratio: float = Field(0.18, gt=0, lt=1)
-    max_compression_ratio_code: float = Field(0.15, gt=0, lt=1)
+    # LZ4-compressed size / size of an answer of min_compress_chars or more: loops compress to
+    # almost nothing whatever their unit. On bench/quality's labelled rows no answer without a
+    # loop is under 0.295 (code: 0.247), and 34 loops are under 0.25 (code: 0.2). Shorter texts
+    # compress poorly whatever they hold.
+    max_compression_ratio: float = Field(0.25, gt=0, lt=1)
+    max_compression_ratio_code: float = Field(0.2, gt=0, lt=1)
+    min_compress_chars: int = Field(120, ge=1)
     # Share of a turn's words (in lines of 3+ words, verse and code left out) that repeat an earlier
     # line: a paragraph or list pasted a second time. Gopher's duplicate-line-character limit is
     # 0.20 on web pages; answers restate a point in a line more often, hence the margin.
     max_repeated_text_share: float = Field(0.3, gt=0, le=1)
-    # Shorter texts compress poorly whatever they hold: on bench/quality no answer of 120 bytes or
-    # more without a loop is under 0.18 (code) or 0.2 (other), the same floor as at 300.
-    min_compress_chars: int = Field(120, ge=1)
     min_words: int = Field(30, ge=1)  # Gopher statistics: shorter turns are not scored
     max_dup_line_frac: float | None = None  # Gopher: 0.30
     max_dup_line_char_frac: float | None = None  # Gopher: 0.20

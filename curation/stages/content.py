@@ -56,7 +56,7 @@ SHORT_WORDS = 10
 VERSE_MIN_LINES, VERSE_MAX_MEAN_CHARS = 4, 60  # poems: many short lines (real lyrics average ~35)
 
 
-HEAD_CHARS = 3000  # the line statistics read this much of a text: its kind shows by then
+HEAD_CHARS = 1500  # the line statistics read this much of a text: its kind shows by then
 
 
 def profile(t: pl.DataFrame, text: str = "content") -> pl.DataFrame:
@@ -64,19 +64,23 @@ def profile(t: pl.DataFrame, text: str = "content") -> pl.DataFrame:
     t = t.with_columns(_head=pl.col(text).str.slice(0, HEAD_CHARS))
     whole, text = text, "_head"
     # Lines that match a pattern, counted over the whole text with multi-line anchors (no split).
-    n_lines = pl.col(text).str.count_matches(r"(?m)^[^\S\n]*\S")
+    n_lines = (
+        pl.col(text).str.count_matches("\n", literal=True)
+        + 1
+        - pl.col(text).str.count_matches("\n\n", literal=True)
+    )
 
     def share(pattern: str) -> pl.Expr:
         return pl.col(text).str.count_matches("(?m)" + pattern) / pl.max_horizontal(n_lines, 1)
 
-    symbols = pl.col(text).str.count_matches(r"[\p{P}\p{Sm}\p{Sc}\p{Sk}]")
+    symbols = pl.col(text).str.slice(0, 400).str.count_matches(r"[\p{P}\p{Sm}\p{Sc}\p{Sk}]")
     mean_chars = pl.col(text).str.strip_chars().str.len_chars() / pl.max_horizontal(n_lines, 1)
     kind = (
         pl.when(pl.col(whole).str.contains("```") | (share(CODE_LINE) >= CODE_LINE_SHARE) & (n_lines >= 2))
         .then(pl.lit("code"))
         .when(pl.col(text).str.contains(MATH) | (share(MATH_LINE) >= 0.2))
         .then(pl.lit("math"))
-        .when(symbols >= SYMBOL_SHARE * pl.max_horizontal(pl.col(text).str.len_chars(), 1))
+        .when(symbols >= SYMBOL_SHARE * pl.max_horizontal(pl.col(text).str.slice(0, 400).str.len_chars(), 1))
         .then(pl.lit("code"))
         .when((share(TABLE_LINE) >= 0.3) & (n_lines >= 2))
         .then(pl.lit("table"))

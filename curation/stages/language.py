@@ -60,7 +60,7 @@ def natural_text(text: pl.Expr, chars: int) -> pl.Expr:
     """The first ``chars`` characters of ``text``'s natural language: code, URLs, math, markup,
     numbers and punctuation removed, on one line. Each step reads only as much of the text as the
     next one needs (the regexes cost per character)."""
-    text = text.str.slice(0, 8 * chars)
+    text = text.str.slice(0, 4 * chars)
     for pattern in _NOT_LANGUAGE:
         text = text.str.replace_all(pattern, " ")
     text = text.str.replace_all("(?m)" + CODE_LINE + "[^\n]*", " ").str.slice(0, 2 * chars)
@@ -74,9 +74,10 @@ class LanguageStage(Stage):
         self.cfg = config_or_default(cfg, "LanguageConfig")
         self.backend = backend
 
-    def _detect(self, texts: pl.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per row: language and score of column ``text`` (``und`` / 0 where it cannot be told)."""
-        langs, scores = np.full(n, "und", dtype=object), np.zeros(n)
+    def _detect(self, texts: pl.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row: language and score of column ``text`` (``und`` / 0 where it cannot be told), and
+        whether the text had the letters to be judged at all."""
+        langs, scores, judged_rows = np.full(n, "und", dtype=object), np.zeros(n), np.zeros(n, dtype=bool)
         judged = texts.filter(has_letters(pl.col("text"), self.cfg.min_letters))
         if judged.height:
             found, conf = self.backend(judged["text"].to_list())
@@ -85,7 +86,8 @@ class LanguageStage(Stage):
             sure = np.asarray(conf) >= self.cfg.min_score
             langs[rows[sure]] = found[sure]
             scores[rows] = conf
-        return langs, scores
+            judged_rows[rows] = True
+        return langs, scores, judged_rows
 
     def score(self, batch):
         n = batch.num_rows
@@ -105,13 +107,14 @@ class LanguageStage(Stage):
         # rows whose language that does not settle (not kept, or unsure), its natural language
         # only (code, math, markup and numbers stripped: the regexes that cost).
         quick = single_spaced(pl.col("a").str.slice(0, 2 * c.max_chars).str.replace_all(CODE_FENCE_RE, " "))
-        a_lang, a_score = self._detect(
+        a_lang, a_score, judged = self._detect(
             text.select("row", text=quick.str.strip_chars().str.slice(0, c.max_chars)), n
         )
         settled = np.isin(a_lang, c.keep) if c.keep else a_lang != "und"
-        careful = text.filter(pl.Series(~settled[rows]))
+        # Stripping adds no letters: a text too short to judge as it is stays undetermined.
+        careful = text.filter(pl.Series((judged & ~settled)[rows]))
         if careful.height:
-            lang2, score2 = self._detect(
+            lang2, score2, _ = self._detect(
                 careful.select("row", text=natural_text(pl.col("a"), c.max_chars)), n
             )
             redo = careful["row"].to_numpy()
@@ -141,7 +144,7 @@ class LanguageStage(Stage):
         asking = text.filter(pl.Series(need[rows]))
         if asking.height:
             at = asking["row"].to_numpy()
-            found, _ = self._detect(asking.select("row", text=natural_text(pl.col("u"), c.max_chars)), n)
+            found, _, _ = self._detect(asking.select("row", text=natural_text(pl.col("u"), c.max_chars)), n)
             p_lang[at] = found[at]
             asked[at] = asking["u"].str.contains(LANGUAGE_REQUEST).to_numpy()
         # The answer decides; the prompt where the answer cannot be told.
