@@ -56,7 +56,7 @@ SHORT_WORDS = 10
 VERSE_MIN_LINES, VERSE_MAX_MEAN_CHARS = 4, 60  # poems: many short lines (real lyrics average ~35)
 
 
-HEAD_CHARS = 1500  # the line statistics read this much of a text: its kind shows by then
+HEAD_CHARS = 1000  # the line statistics read this much of a text: its kind shows by then
 
 
 def profile(t: pl.DataFrame, text: str = "content") -> pl.DataFrame:

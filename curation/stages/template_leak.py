@@ -60,16 +60,15 @@ class TemplateLeakStage(Stage):
 
     def score(self, batch):
         t = turns(batch, roles=("user", "assistant"))
-        prompt = (
-            t.filter(pl.col("role") == "user").group_by("row").agg(prompt=pl.col("content").str.join("\n"))
-        )
         # Only answers holding a marker's literal go through the patterns (a multi-pattern search:
-        # a few answers in a thousand).
-        a = (
-            t.filter((pl.col("role") == "assistant") & pl.col("content").str.contains_any(LITERALS))
-            .join(prompt, on="row", how="left")
-            .with_columns(pl.col("prompt").fill_null(""))
+        # a few answers in a thousand), and only their prompts are gathered.
+        a = t.filter((pl.col("role") == "assistant") & pl.col("content").str.contains_any(LITERALS))
+        prompt = (
+            t.filter((pl.col("role") == "user") & pl.col("row").is_in(a["row"].implode()))
+            .group_by("row")
+            .agg(prompt=pl.col("content").str.join("\n"))
         )
+        a = a.join(prompt, on="row", how="left").with_columns(pl.col("prompt").fill_null(""))
         kind = (
             pl.when(pl.col("content").str.contains(MARKUP) & ~pl.col("prompt").str.contains(MARKUP))
             .then(pl.lit("markup"))

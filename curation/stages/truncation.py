@@ -71,8 +71,11 @@ class TruncationStage(Stage):
 
     def score(self, batch):
         t = assistant_turns(batch)
+        # Whether the prompt itself uses "...", asked only for answers that end in one.
+        ends_dotted = t.filter(pl.col("content").str.contains(r"(?:\.\.\.|…)\s*$"))["row"]
         prompts = (
             turns(batch, roles=("user",))
+            .filter(pl.col("row").is_in(ends_dotted.implode()))
             .group_by("row")
             .agg(prompt_ellipsis=pl.col("content").str.contains(r"(?:\.\.\.|…)").any())
         )
