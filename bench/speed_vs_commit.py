@@ -36,7 +36,9 @@ def corpus(rows: int) -> Path:
     path = OUT / f"corpus-{rows}.jsonl"
     if not path.exists():
         subprocess.run(
-            [sys.executable, "-m", "bench.corpus", "--rows", str(rows), "--out", str(path)], cwd=ROOT, check=True
+            [sys.executable, "-m", "bench.corpus", "--rows", str(rows), "--out", str(path)],
+            cwd=ROOT,
+            check=True,
         )
     return path
 
