@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from curation.stages import turns as turn_views
 from curation.stages.turns import single_spaced, turns
 
 KEYS = ("conversation", "prompt", "prompts", "response")
@@ -40,17 +41,9 @@ def key_texts(table: pa.Table, key: str = "conversation", lowercase: bool = Fals
 
 
 def role_texts(table: pa.Table) -> tuple[pl.Series, pl.Series]:
-    """Per row: its user turns and its assistant turns, each joined, NFKC-normalized ("" if none);
-    one pass over the turns for both."""
-    t = turns(table, roles=("user", "assistant"))
-    role = pl.col("role")
-    joined = t.group_by("row", maintain_order=True).agg(
-        user=pl.col("content").filter(role == "user").str.join("\n"),
-        assistant=pl.col("content").filter(role == "assistant").str.join("\n"),
-    )
-    every = pl.DataFrame({"row": np.arange(table.num_rows)}).cast({"row": joined["row"].dtype})
-    rows = every.join(joined, on="row", how="left", maintain_order="left")
-    return nfkc(rows["user"].fill_null("")), nfkc(rows["assistant"].fill_null(""))
+    """Per row: its user turns and its assistant turns, each joined and NFKC-normalized."""
+    user, assistant = turn_views.role_texts(table)
+    return nfkc(user), nfkc(assistant)
 
 
 def shingle_texts(texts: pl.Series) -> pl.Series:

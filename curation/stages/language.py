@@ -25,7 +25,7 @@ from curation.langid import detect_fasttext
 from curation.plain_config import config_or_default
 from curation.stages.base import Stage
 from curation.stages.content import CODE_LINE
-from curation.stages.turns import CODE_FENCE_RE, has_letters, single_spaced, turns
+from curation.stages.turns import CODE_FENCE_RE, has_letters, role_texts, single_spaced
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages
     from curation.config import LanguageConfig
@@ -92,14 +92,9 @@ class LanguageStage(Stage):
     def score(self, batch):
         n = batch.num_rows
         c = self.cfg
-        role = pl.col("role")
-        text = (
-            turns(batch, roles=("user", "assistant"))
-            .group_by("row", maintain_order=True)
-            .agg(
-                a=pl.col("content").filter(role == "assistant").str.join("\n"),
-                u=pl.col("content").filter(role == "user").str.join("\n"),
-            )
+        user, answer = role_texts(batch)
+        text = pl.DataFrame({"row": np.arange(n), "a": answer, "u": user}).filter(
+            (pl.col("a") != "") | (pl.col("u") != "")
         )
         rows = text["row"].to_numpy()
 

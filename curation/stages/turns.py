@@ -68,6 +68,20 @@ def turns(batch: pa.Table, roles: tuple[str, ...] | None = ("assistant",)) -> pl
     return df
 
 
+def role_texts(batch: pa.Table) -> tuple[pl.Series, pl.Series]:
+    """Per row of ``batch``: its user turns joined and its assistant turns joined ("" where none),
+    from one pass over the turns."""
+    t = turns(batch, roles=("user", "assistant"))
+    role = pl.col("role")
+    joined = t.group_by("row", maintain_order=True).agg(
+        user=pl.col("content").filter(role == "user").str.join("\n"),
+        assistant=pl.col("content").filter(role == "assistant").str.join("\n"),
+    )
+    every = pl.DataFrame({"row": np.arange(batch.num_rows)}).cast({"row": joined["row"].dtype})
+    rows = every.join(joined, on="row", how="left", maintain_order="left")
+    return rows["user"].fill_null(""), rows["assistant"].fill_null("")
+
+
 def per_row(values: pl.DataFrame, column: str, n_rows: int, fill, dtype=None) -> np.ndarray:
     """Scatter a per-row aggregate (columns ``row`` and ``column``) into an array of length n_rows."""
     out = np.full(n_rows, fill, dtype=dtype if dtype is not None else np.asarray(fill).dtype)
