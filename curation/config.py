@@ -90,10 +90,14 @@ class RepetitionConfig(_Strict):
     min_repeats: int = Field(3, ge=2)  # copies back to back that make a loop
     min_loop_words: int = Field(15, ge=2)  # words the repeated span covers, all copies together
     # Longest unit, in tokens (the scan costs one pass per token of period). Longer units repeat
-    # as lines or compress (the other rules): on bench/quality any value from 8 to 20 finds the
-    # same 54 loops.
+    # as lines or compress (the other rules): on bench/quality 10 to 20 find the same 55 loops of
+    # 74; 30 finds one more (a four-line stanza sung seven times) at three times the cost.
     max_period: int = Field(10, ge=1)
     max_line_share: float = Field(0.3, gt=0, le=1)  # repeated lines filling this share of a turn
+    # One line printed this many times in a row, in any text (code included): no table or program
+    # writes twenty identical lines back to back; the looping answers in ../shared/data do, by the
+    # hundred.
+    min_line_run: int = Field(20, ge=2)
     # A unit said this many times back to back is a loop even when short ("instructive,
     # instructive, ..." nine times); outside code only (a zero matrix repeats "0").
     min_copies: int = Field(6, ge=2)

@@ -14,6 +14,7 @@ the worst turn), computed with numpy over all words of a batch at once:
   when they are at least ``min_repeats`` and ``max_line_share`` of its lines: an answer that
   restarts itself, a list or table that cycles through the same items (verse, whose chorus
   comes back by design, is left to the span rule: content_kinds says which turns are verse);
+  or the longest run of one line printed back to back, in any text;
 * ``rep_repeated_text_share``: the share of a turn's words in lines that repeat an earlier line
   (a paragraph or list pasted a second time);
 * ``rep_compression`` / ``rep_compression_code``: LZ4-compressed size over size, the least over
@@ -278,17 +279,32 @@ def compression_ratios(texts: pl.Series, min_bytes: int) -> np.ndarray:
 
 
 def line_loop_scores(
-    t: pl.DataFrame, lines: pl.DataFrame, min_repeats: int, max_line_share: float
+    t: pl.DataFrame, lines: pl.DataFrame, min_repeats: int, max_line_share: float, min_line_run: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per turn of ``t`` (``lines`` from ``line_tokens``): how many
     substantial lines (3+ words) repeat an earlier line of the turn (list markers, case and
     punctuation ignored), when they are at least ``min_repeats`` and ``max_line_share`` of its
-    substantial lines; 0 otherwise. Verse is left out (a chorus comes back by design) and so is
-    code (whose lines repeat by design): their loops are back to back, and the span rule or the
-    compression ratio sees them.
+    substantial lines, or the longest run of one line printed back to back (any text) when it
+    reaches ``min_line_run``; 0 otherwise. Verse is left out of the first rule (a chorus comes
+    back by design) and so is code (whose lines repeat by design): their loops are back to back,
+    and the span rule, the run of lines or the compression ratio sees them.
 
     Also returns, per turn, the share of the tokens of its substantial lines that lie in lines
     repeating an earlier one (an answer that pastes a whole paragraph or list a second time)."""
+    # One line printed back to back, in any text (code too): a model writing "| |" or "\\" to the
+    # token limit, which a long answer's other content keeps from compressing away.
+    runs = (
+        t.select(pl.int_range(pl.len()).alias("doc"), line=pl.col("content").str.split("\n"))
+        .explode("line")
+        .with_columns(pl.col("line").str.strip_chars())
+        .filter(pl.col("line") != "")
+        .select("doc", run=pl.col("line").rle_id().over("doc"))
+        .group_by("doc", "run")
+        .agg(n=pl.len())
+        .group_by("doc")
+        .agg(longest=pl.col("n").max())
+        .filter(pl.col("longest") >= min_line_run)
+    )
     keyed = (
         lines.with_columns(n_tokens=pl.col("tokens").list.len())
         .filter(~pl.col("kind").is_in(["verse", "code"]) & pl.col("substantial"))
@@ -312,6 +328,9 @@ def line_loop_scores(
         share[docs] = np.where(
             dup_tokens >= MIN_REPEATED_TOKENS, dup_tokens / np.maximum(per_doc["tokens"].to_numpy(), 1), 0.0
         )
+    if runs.height:
+        docs = runs["doc"].to_numpy()
+        out[docs] = np.maximum(out[docs], runs["longest"].to_numpy())
     return out, share
 
 
@@ -343,7 +362,7 @@ class RepetitionStage(Stage):
             tokens, t.height, np.where(code, c.min_repeats + 2, c.min_repeats), c.max_period
         )
         ratio = compression_ratios(t["content"], c.min_compress_chars)
-        lines, repeated_share = line_loop_scores(t, tokens, c.min_repeats, c.max_line_share)
+        lines, repeated_share = line_loop_scores(t, tokens, c.min_repeats, c.max_line_share, c.min_line_run)
         per_turn = {
             "rep_loop_words": span,
             # Code repeats short units by design ("0, 0, 0, 0, 0, 0"): copies count outside code.
