@@ -414,3 +414,23 @@ def test_an_answer_that_slides_into_another_script_is_rejected():
         ],
     )
     assert reason == "language:mixed_script"
+
+
+def test_the_content_profile_names_what_each_answer_is():
+    from curation.stages import ContentProfileStage
+    from curation.stages.content import KINDS
+
+    answers = {
+        "code": "```python\nprint('hi')\n```",
+        "math": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n#### 72",
+        "table": "| Country | Capital |\n|---|---|\n| France | Paris |\n| Spain | Madrid |",
+        "list": "You will need:\n- flour\n- two eggs\n- a cup of milk\n- a pinch of salt",
+        "verse": "The rain falls soft\nupon the quiet town\nthe rooftops shine\nas evening settles down",
+        "emoji": "Cute cat 🐱😻",
+        "short": "Paris.",
+        "prose": PARAGRAPH,
+    }
+    batch = ContentProfileStage().annotate(batch_of([chat("Q?", a) for a in answers.values()]))
+    assert batch["content_type"].to_pylist() == list(answers)
+    assert set(batch["content_type"].to_pylist()) <= set(KINDS)
+    assert batch["content_kinds"].to_pylist()[0] == ["code"]
