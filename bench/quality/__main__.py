@@ -56,7 +56,7 @@ def main() -> None:
     table = markdown(m) + "\n" + near_dup_pairs.markdown(pairs)
     print(table)
     if args.json:
-        args.json.write_text(json.dumps({"filters": m, "near_dup_pairs": pairs}, indent=1))
+        args.json.write_text(json.dumps({"filters": m, "near_dup_pairs": pairs}, indent=1, default=int))
     if not args.no_write:
         write_results(table)
     missed = misses(m) + near_dup_pairs.misses(pairs)
