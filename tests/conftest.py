@@ -92,3 +92,20 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer):
     LlamaForCausalLM(config).save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def curated_run(tmp_path_factory, tiny_tokenizer_dir):
+    """The bundled sample's support and code sources curated with the tiny tokenizer (no dedup:
+    plenty of repetitive rows for the training plumbing tests)."""
+    from curation.config import load_config
+    from curation.pipeline import run_curation
+
+    cfg = load_config(ROOT / "data" / "sample.yaml")
+    cfg.stages.length.tokenizer = tiny_tokenizer_dir
+    cfg.sources = [s for s in cfg.sources if s.name in ("support", "code")]
+    cfg.stages.exact_dedup.enabled = False
+    cfg.stages.near_dedup.enabled = False
+    out = tmp_path_factory.mktemp("curated") / "tinyrun"
+    run_curation(cfg, out=out, workers=1)
+    return out

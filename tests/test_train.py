@@ -10,23 +10,9 @@ torch = pytest.importorskip("torch", reason="training needs the 'train' extra (t
 pytest.importorskip("trl", reason="training needs the 'train' extra")
 pytest.importorskip("peft", reason="training needs the 'train' extra")
 
-from curation.config import load_config  # noqa: E402
 from curation.errors import CurationError  # noqa: E402
 from curation.pipeline import run_curation  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def curated_run(tmp_path_factory, tiny_tokenizer_dir):
-    cfg = load_config(ROOT / "data" / "sample.yaml")
-    cfg.stages.length.tokenizer = tiny_tokenizer_dir
-    cfg.sources = [s for s in cfg.sources if s.name in ("support", "code")]
-    cfg.stages.exact_dedup.enabled = False  # plenty of (repetitive) rows for the plumbing tests
-    cfg.stages.near_dedup.enabled = False
-    out = tmp_path_factory.mktemp("curated") / "tinyrun"
-    run_curation(cfg, out=out, workers=1)
-    return out
 
 
 def test_train_evaluate_save_reload_generate(curated_run, tiny_model_dir, tmp_path, monkeypatch):
@@ -249,6 +235,6 @@ def test_bad_inputs_are_clear_errors(curated_run, tiny_model_dir, tmp_path, monk
         train(curated_run, TrainConfig(model=str(no_template), **quick))
 
     with pytest.raises(
-        CurationError, match=r"row [0-9a-f]{32}: every assistant token lies beyond max_length=16"
+        CurationError, match="no row has a trainable .* within max_length=16: nothing to train on"
     ):
         train(curated_run, TrainConfig(model=str(tiny_model_dir), max_length=16, **quick))

@@ -16,6 +16,7 @@ class Hardware:
     bf16: bool
     attn_implementation: str
     per_device_batch_size: int
+    effective_batch_size: int  # rows per optimizer step unless the config says
 
     def describe(self) -> str:
         precision = "bf16" if self.bf16 else "fp32"
@@ -29,5 +30,5 @@ def detect() -> Hardware:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         attn = "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
-        return Hardware("cuda", torch.cuda.get_device_name(0), torch.cuda.is_bf16_supported(), attn, 8)
-    return Hardware("cpu", "CPU", False, "sdpa", 4)
+        return Hardware("cuda", torch.cuda.get_device_name(0), torch.cuda.is_bf16_supported(), attn, 8, 16)
+    return Hardware("cpu", "CPU", False, "sdpa", 4, 4)

@@ -25,7 +25,7 @@ def default_model_dir() -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = smollm2_gguf()
-    log.warning("converting %s once into a plain model folder: %s (takes ~30 s)", gguf.name, target)
+    log.info("converting %s once into a plain model folder: %s (takes ~30 s)", gguf.name, target)
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     config = quantized.config
     if hasattr(config, "quantization_config"):
