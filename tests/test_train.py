@@ -89,7 +89,12 @@ def test_labels_cover_exactly_the_assistant_tokens_and_end_of_turn(tiny_tokenize
     trainer = SFTTrainer(
         model=AutoModelForCausalLM.from_pretrained(tiny_model_dir),
         args=SFTConfig(
-            output_dir="/tmp/unused", assistant_only_loss=True, report_to=[], use_cpu=True, max_length=256
+            output_dir="/tmp/unused",
+            assistant_only_loss=True,
+            report_to=[],
+            use_cpu=True,
+            max_length=256,
+            activation_checkpointing=False,
         ),
         train_dataset=datasets.Dataset.from_dict({"messages": [conv]}),
         processing_class=tok,

@@ -139,3 +139,15 @@ def test_a_curated_real_source_trains_with_default_settings(
     # as many as the manifest's token counts say (less those carved into the validation split).
     over = int((kept["total_tokens"] > m["max_length"]).sum())
     assert over - m["validation_rows"] <= audit["rows_truncated"] <= over
+
+
+def test_a_run_without_its_manifest_is_not_read_as_a_folder(curated_run, tmp_path):
+    import shutil
+
+    from training.data import load_data
+
+    copy = tmp_path / "run"
+    shutil.copytree(curated_run, copy)
+    (copy / "manifest.json").unlink()
+    with pytest.raises(CurationError, match="without its manifest.json"):
+        load_data(copy, 0.05, 8, 0)

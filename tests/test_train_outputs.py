@@ -153,3 +153,17 @@ def test_push_to_hub_uploads_the_adapter_folder(tmp_path, monkeypatch):
     assert url == "https://huggingface.co/me/tiny-adapter"
     assert ("POST", "/api/repos/create") in seen
     assert any("/commit/" in p for _, p in seen)
+
+
+def test_report_to_tensorboard_writes_the_run(curated_run, tiny_model_dir, tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard", reason="the 'train' extra installs tensorboard")
+    from training.run import train
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "tb"
+    cfg = TrainConfig(
+        model=str(tiny_model_dir), output_dir=str(out), max_steps=2, report_to="tensorboard", **QUICK
+    )
+    train(curated_run, cfg)
+    events = list(out.rglob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events)

@@ -94,6 +94,8 @@ def load_data(
     where = Path(data).expanduser()
     if (where / "manifest.json").is_file():
         return load_run(where, validation_fraction, max_validation_rows, seed, validation_data)
+    if where.is_dir() and any(where.glob("rejects-*-of-*.parquet")):
+        raise CurationError(f"{where}: a curation run without its manifest.json (incomplete or altered)")
     if where.exists() or any(c in str(data) for c in "*?["):
         table, name = read_conversations(where, "train on"), where.stem
     elif looks_like_hub_id(str(data)):

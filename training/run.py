@@ -323,7 +323,9 @@ def train(data: str | Path, cfg: TrainConfig) -> TrainResult:
     from trl import SFTConfig, SFTTrainer
 
     # trl 1.x reads transformers' deprecated `is_gradient_checkpointing` (not this project's call).
-    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+    )
     p = plan(data, cfg)
     hw, tokenizer = p.hardware, p.tokenizer
     log.info("training on %s", hw.describe())
