@@ -83,6 +83,8 @@ def test_a_hub_id_is_read_with_datasets(monkeypatch):
     assert data.train.num_rows + data.validation.num_rows == 8 and not data.is_run
     with pytest.raises(CurationError, match="no such file or folder"):
         load_data("./missing/file.jsonl", 0.25, 2, 0)
+    with pytest.raises(CurationError, match="no such file or folder"):
+        load_data("missing/file.jsonl", 0.25, 2, 0)
 
 
 def test_a_shorter_max_length_drops_rows_with_a_count(tiny_model_dir, tmp_path, monkeypatch, caplog):

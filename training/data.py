@@ -79,7 +79,9 @@ def looks_like_hub_id(text: str) -> bool:
     """'org/name' (or 'name'): what the hub accepts as a dataset id, and no local path."""
     import re
 
-    return not Path(text).expanduser().exists() and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", text) is not None
+    if Path(text).expanduser().exists() or re.search(r"\.(jsonl|json|parquet|csv|tsv|gz|zst)$", text, re.I):
+        return False  # a file name that is not there
+    return re.fullmatch(r"[\w.-]+(/[\w.-]+)?", text) is not None
 
 
 def load_data(
