@@ -45,7 +45,7 @@ from curation.config import CurateConfig, NearDedupConfig, SourceConfig, config_
 from curation.dedup.keys import key_texts  # noqa: E402
 from curation.dedup.stages import NearDedupStage  # noqa: E402
 from curation.io.reader import read_source  # noqa: E402
-from curation.pipeline import run_curation  # noqa: E402
+from curation.run.pipeline import run_curation  # noqa: E402
 from curation.schema import records_table  # noqa: E402
 from curation.stages.refusal import RefusalStage  # noqa: E402
 from curation.stages.repetition import RepetitionStage  # noqa: E402

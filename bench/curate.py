@@ -38,9 +38,9 @@ from bench.corpus import write_corpus  # noqa: E402
 from bench.memory import PeakMemory  # noqa: E402
 from bench.run_ours import steal_seconds  # noqa: E402
 from curation.config import config_from_dict  # noqa: E402
-from curation.engine import default_workers  # noqa: E402
 from curation.io.reader import read_source  # noqa: E402
-from curation.tokenizer import load_tokenizer  # noqa: E402
+from curation.run.engine import default_workers  # noqa: E402
+from curation.tokens.tokenizer import load_tokenizer  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 REAL_SOURCES = [

@@ -5,7 +5,7 @@
 Prints docs/s for each on the same texts, their agreement, and accuracy on texts whose language
 is known: English prompts (XSTest, MT-Bench), and the bundled sample's Spanish/French/German and
 English answers. The fastText model runs two ways: the project's batched numpy prediction
-(curation/fasttext_numpy.py, what the pipeline uses; timed from a cold word cache) and fastText's
+(curation/stages/fasttext_numpy.py, what the pipeline uses; timed from a cold word cache) and fastText's
 own per-text ``predict``; their label agreement and largest probability difference are printed.
 """
 
@@ -24,8 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from curation.fasttext_numpy import FastTextModel  # noqa: E402
-from curation.langid import detect_fasttext, detect_fasttext_native, detect_langdetect, lid_model_path  # noqa: E402
+from curation.stages.fasttext_numpy import FastTextModel  # noqa: E402
+from curation.stages.langid import detect_fasttext, detect_fasttext_native, detect_langdetect, lid_model_path  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 BATCH = 4096  # the pipeline's default batch size

@@ -2,7 +2,7 @@
 
 The thread can watch this process or another one (``PeakMemory(pid)``). A curate run is watched
 from the bench's own process: a sampling thread inside the run would make it unsafe for the run
-to fork its workers (``curation.fork_safety``), and it would take the slower fork-server path
+to fork its workers (``curation.run.fork_safety``), and it would take the slower fork-server path
 that a real run does not take."""
 
 from __future__ import annotations

@@ -51,12 +51,12 @@ def main() -> None:
     import pandas  # noqa: F401
     from transformers import PreTrainedTokenizerFast  # noqa: F401
 
-    from curation.polars_threads import one_polars_thread_per_process
+    from curation.run.polars_threads import one_polars_thread_per_process
 
     one_polars_thread_per_process(args.workers)  # as the CLI does, before polars is imported
 
     from curation.config import config_from_dict
-    from curation.pipeline import run_curation
+    from curation.run.pipeline import run_curation
 
     t0, steal0 = time.perf_counter(), steal_seconds()
     cfg = config_from_dict(json.loads(args.config_json), base_dir=args.base_dir)

@@ -42,7 +42,7 @@ def random_init_model(folder: Path) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from curation.tokenizer import load_tokenizer
+    from curation.tokens.tokenizer import load_tokenizer
 
     torch.manual_seed(0)
     LlamaForCausalLM(LlamaConfig(**SMOLLM2_135M)).save_pretrained(folder)
@@ -63,7 +63,7 @@ def main() -> None:
 
     from bench.corpus import write_corpus
     from curation.config import config_from_dict
-    from curation.pipeline import run_curation
+    from curation.run.pipeline import run_curation
     from training.config import TrainConfig
     from training.run import train
 

@@ -3,7 +3,7 @@
 Library entry points::
 
     from curation.config import CurateConfig, load_config
-    from curation.pipeline import run_curation
+    from curation.run.pipeline import run_curation
     from curation.io.reader import read_source
     from curation.stages import build_map_stages
 """

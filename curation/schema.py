@@ -1,4 +1,4 @@
-"""The canonical record (DESIGN.md): id, source, messages, meta; plus role rules and stable ids."""
+"""The canonical record (docs/architecture.md): id, source, messages, meta; plus role rules and stable ids."""
 
 from __future__ import annotations
 

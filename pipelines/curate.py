@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from curation.errors import CurationError
-from curation.polars_threads import one_polars_thread_per_process
+from curation.run.polars_threads import one_polars_thread_per_process
 
 SAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "data" / "sample.yaml"
 
@@ -72,14 +72,35 @@ def build_config(args: argparse.Namespace):
         try:
             cfg.sources = [*cfg.sources, SourceConfig(name=name, path=path)]
         except ValueError as e:
-            raise CurationError(f"--source {spec!r}: {e}") from None
+            raise CurationError(f"--source {spec!r}: {_first_error(e)}") from None
     if args.run_name:
-        cfg.run_name = args.run_name
+        try:
+            cfg.run_name = args.run_name
+        except ValueError as e:
+            raise CurationError(f"--run-name {args.run_name!r}: {_first_error(e)}") from None
     if args.tokenizer:
         cfg.stages.length.tokenizer = args.tokenizer
     if args.strict:
         cfg.strict = True
     return cfg
+
+
+def _first_error(e: ValueError) -> str:
+    """The message of a (pydantic) validation error, in one line."""
+    errors = getattr(e, "errors", None)
+    if callable(errors) and errors():
+        return errors()[0]["msg"].removeprefix("Value error, ")
+    return str(e).splitlines()[0]
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for an OSError: what failed, on which file, and what to do about a full disk."""
+    import errno
+
+    where = f"{e.filename}: " if e.filename else ""
+    if e.errno == errno.ENOSPC:
+        return f"{where}no space left on the device (free some space, then run again with --resume)"
+    return f"{where}{e.strerror or e}"
 
 
 def format_summary(summary: list[dict], stages: list[str]) -> str:
@@ -108,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     # Before anything imports polars: one polars thread in each process of a multi-process run.
     one_polars_thread_per_process(None if args.engine == "ray" else args.workers)
     try:
-        from curation.pipeline import run_curation
+        from curation.run.pipeline import run_curation
 
         cfg = build_config(args)
         if args.workers is not None and args.workers < 1:
@@ -125,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     except CurationError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again with --resume to go on", file=sys.stderr)
+        return 130
+    except OSError as e:
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
+        return 2
     stages = [s for s in result.manifest["stages"] if s not in ("task_type", "dedup_sketch")]  # tags only
     print(format_summary(result.summary, stages))
     t = result.manifest["totals"]
@@ -134,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if t.get("validation_rows"):
         print(f"training rows {t['train_rows']} (with mix repeats), validation rows {t['validation_rows']}")
-    for warning in result.manifest.get("mix", {}).get("warnings", []):
+    for warning in result.manifest.get("warnings", []) + result.manifest.get("mix", {}).get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     if cfg.report and not args.no_report:
         from curation.report import write_report

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from curation.verify import verify_run
+from curation.run.verify import verify_run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -99,7 +99,7 @@ def curated_run(tmp_path_factory, tiny_tokenizer_dir):
     """The bundled sample's support and code sources curated with the tiny tokenizer (no dedup:
     plenty of repetitive rows for the training plumbing tests)."""
     from curation.config import load_config
-    from curation.pipeline import run_curation
+    from curation.run.pipeline import run_curation
 
     cfg = load_config(ROOT / "data" / "sample.yaml")
     cfg.stages.length.tokenizer = tiny_tokenizer_dir

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from curation.assemble import Piece, shard_tasks, write_shards_locally
 from curation.errors import AccountingError
+from curation.run.assemble import Piece, shard_tasks, write_shards_locally
 
 SCHEMA = pa.schema([pa.field("source", pa.string()), pa.field("x", pa.int64())])
 
@@ -58,7 +58,7 @@ def test_a_piece_with_fewer_rows_than_planned_fails_the_shard(tmp_path):
 
 
 def test_small_pieces_are_gathered_into_full_row_groups(tmp_path, monkeypatch):
-    monkeypatch.setattr("curation.assemble.ROW_GROUP_ROWS", 10)
+    monkeypatch.setattr("curation.run.assemble.ROW_GROUP_ROWS", 10)
     # Pieces of mixed schemas (a column only some have), as staged reject files are.
     tables = [
         pa.table({"source": ["a"] * n, "x": list(range(n))}, schema=SCHEMA)
@@ -78,7 +78,7 @@ def test_small_pieces_are_gathered_into_full_row_groups(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("compression", [None, "lz4"])
 def test_staged_files_round_trip_with_their_schema_and_row_count(tmp_path, compression):
-    from curation.staging import read_staged, staged_rows, staged_schema, write_staged
+    from curation.run.staging import read_staged, staged_rows, staged_schema, write_staged
 
     schema = pa.schema([("id", pa.string()), ("n", pa.int64())])
     table = pa.concat_tables(  # several chunks: several record batches in the file
@@ -98,7 +98,7 @@ def test_staged_files_round_trip_with_their_schema_and_row_count(tmp_path, compr
 
 
 def test_lz4_staging_is_smaller_for_text(tmp_path):
-    from curation.staging import read_staged, write_staged
+    from curation.run.staging import read_staged, write_staged
 
     table = pa.table({"text": ["the same sentence, again and again. " * 20] * 200})
     write_staged(table, tmp_path / "plain.arrow")

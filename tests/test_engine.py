@@ -9,7 +9,7 @@ from concurrent.futures import Future
 import pyarrow as pa
 
 from curation.config import StagesConfig
-from curation.engine import from_ipc, to_ipc
+from curation.run.engine import from_ipc, to_ipc
 from curation.stages import build_map_stages
 from curation.stages.base import Stage
 from tests.conftest import ROOT
@@ -17,9 +17,9 @@ from tests.helpers import batch_of, chat, run_python
 
 WORKER = """
 import pickle, sys
-import curation.worker_preload
+import curation.run.worker_preload
 stages = pickle.load(open(sys.argv[1], "rb"))
-from curation.engine import from_ipc, run_batch, to_ipc
+from curation.run.engine import from_ipc, run_batch, to_ipc
 kept, steps = run_batch(stages, from_ipc(open(sys.argv[2], "rb").read()))
 open(sys.argv[3], "wb").write(to_ipc(kept))
 heavy = ("transformers", "pydantic", "curation.config", "jinja2", "yaml", "fasttext")
@@ -32,7 +32,7 @@ def test_prepared_stages_run_in_a_fresh_process_without_model_config_or_template
 ):
     from curation.dedup.sketch_stage import DedupSketchStage
     from curation.dedup.stages import NearDedupStage
-    from curation.engine import run_batch
+    from curation.run.engine import run_batch
 
     cfg = StagesConfig.model_validate({"length": {"tokenizer": tiny_tokenizer_dir}})
     stages = build_map_stages(cfg)
@@ -81,7 +81,7 @@ def test_ipc_round_trip_of_a_slice_carries_only_the_slice():
 
 
 def test_map_stages_in_memory_matches_stage_by_stage(tiny_tokenizer_dir):
-    from curation.engine import map_stages
+    from curation.run.engine import map_stages
     from curation.stages import StageCounts
 
     cfg = StagesConfig.model_validate({"length": {"tokenizer": tiny_tokenizer_dir}})
@@ -102,7 +102,7 @@ def test_map_stages_in_memory_matches_stage_by_stage(tiny_tokenizer_dir):
 def test_a_worker_keeps_pandas_out_and_arrow_still_builds_arrays():
     code = (
         "import sys, pickle, pyarrow as pa, polars as pl\n"
-        "from curation.engine import _init_worker\n"
+        "from curation.run.engine import _init_worker\n"
         "_init_worker(pickle.dumps([]))\n"
         "assert pa.array(['a', None]).null_count == 1\n"
         "assert pl.from_arrow(pa.table({'x': [1, 2]})).height == 2\n"
@@ -119,7 +119,7 @@ def test_workers_run_under_a_main_script_that_imports_pandas(tmp_path):
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         "import pandas\n"
         "from curation.config import StagesConfig\n"
-        "from curation.engine import map_stages\n"
+        "from curation.run.engine import map_stages\n"
         "from curation.stages import StageCounts, build_map_stages\n"
         "from tests.helpers import batch_of, chat\n"
         "if __name__ == '__main__':\n"
@@ -142,8 +142,8 @@ def test_a_worker_imports_no_progress_bar_library():
     """tqdm.auto imports asyncio and ssl (~40 ms on a worker's start-up path); workers show no bars."""
     code = (
         "import sys, pickle\n"
-        "import curation.worker_preload\n"
-        "from curation.engine import _init_worker\n"
+        "import curation.run.worker_preload\n"
+        "from curation.run.engine import _init_worker\n"
         "_init_worker(pickle.dumps([]))\n"
         "print('tqdm' in sys.modules, 'asyncio' in sys.modules)\n"
     )
@@ -151,7 +151,7 @@ def test_a_worker_imports_no_progress_bar_library():
 
 
 def test_progress_bars_still_count_rows():
-    from curation.progress import progress_bar
+    from curation.run.progress import progress_bar
 
     with open(os.devnull, "w") as sink, progress_bar(total=3, disable=False, file=sink) as bar:
         bar.update(3)
@@ -166,7 +166,7 @@ class EveryThird(Stage):
 
 
 def test_the_last_waiting_batches_are_split_and_their_rows_keep_their_order(monkeypatch):
-    from curation.engine import MIN_SPLIT_ROWS, LocalEngine
+    from curation.run.engine import MIN_SPLIT_ROWS, LocalEngine
     from curation.stages import StageCounts
 
     # No worker ever takes a batch: everything waits until this process runs it.
@@ -224,8 +224,8 @@ class LoggedEveryThird(EveryThird):
 
 
 def test_at_the_end_this_process_runs_every_waiting_piece_before_it_waits_for_a_worker(monkeypatch):
-    import curation.engine as engine_mod
-    from curation.engine import LocalEngine
+    import curation.run.engine as engine_mod
+    from curation.run.engine import LocalEngine
     from curation.stages import StageCounts
 
     log = []

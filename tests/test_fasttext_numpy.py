@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curation import fasttext_numpy
-from curation.fasttext_numpy import FastTextModel, UnsupportedModel
-from curation.langid import _fasttext_model, detect_fasttext, lid_model_path
+from curation.stages import fasttext_numpy
+from curation.stages.fasttext_numpy import FastTextModel, UnsupportedModel
+from curation.stages.langid import _fasttext_model, detect_fasttext, lid_model_path
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",

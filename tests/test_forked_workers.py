@@ -1,4 +1,4 @@
-"""Map workers forked from the run's own process (curation.forked_workers), and when that is safe."""
+"""Map workers forked from the run's own process (curation.run.forked_workers), and when that is safe."""
 
 import json
 import sys
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from curation.fork_safety import fork_is_safe
+from curation.run.fork_safety import fork_is_safe
 from tests.helpers import run_python
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="workers are forked only on Linux")
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="workers are for
 def test_safe_in_a_fresh_process_that_imported_polars_but_not_once_its_pool_ran():
     out = run_python(
         "import polars as pl\n"
-        "from curation.fork_safety import fork_is_safe\n"
+        "from curation.run.fork_safety import fork_is_safe\n"
         "before = fork_is_safe()\n"
         "pl.DataFrame({'a': list(range(200_000))}).group_by('a').len()  # starts polars' pool\n"
         "print([before, fork_is_safe()])\n"
@@ -36,9 +36,9 @@ def test_not_safe_while_another_python_thread_runs():
 
 RUN_TWICE = """
 import json
-from curation import engine
+from curation.run import engine
 from curation.config import load_config
-from curation.pipeline import run_curation
+from curation.run.pipeline import run_curation
 from tests.conftest import ROOT
 import tempfile, pathlib
 
@@ -68,10 +68,10 @@ def test_a_fresh_process_forks_its_workers_with_the_same_result_as_one_process()
 def test_workers_waiting_for_stages_stop_when_the_run_fails_before_building_them(tmp_path):
     code = (
         "import multiprocessing as mp\n"
-        "from curation import engine\n"
+        "from curation.run import engine\n"
         "from curation.config import load_config\n"
         "from curation.errors import CurationError\n"
-        "from curation.pipeline import run_curation\n"
+        "from curation.run.pipeline import run_curation\n"
         "from tests.conftest import ROOT\n"
         "engine.MIN_ROWS_PER_WORKER = 100\n"
         "cfg = load_config(ROOT / 'data' / 'sample.yaml')\n"
@@ -91,7 +91,7 @@ def test_workers_waiting_for_stages_stop_when_the_run_fails_before_building_them
 def test_forked_workers_closed_before_any_stages_exit():
     out = run_python(
         "import multiprocessing as mp\n"
-        "from curation.forked_workers import ForkedWorkers\n"
+        "from curation.run.forked_workers import ForkedWorkers\n"
         "workers = ForkedWorkers(2)\n"
         "started = len(mp.active_children())\n"
         "workers.close()\n"
@@ -105,13 +105,13 @@ def test_forked_workers_closed_before_any_stages_exit():
 def test_the_models_loaded_before_the_fork_start_no_thread_and_are_what_the_stages_use(tmp_path, monkeypatch):
     monkeypatch.setenv("SFT_CURATION_CACHE", str(tmp_path))
     # A first process reads the tokenizer through transformers and caches its spec.
-    run_python("from curation.token_counter_cache import load_counter\nload_counter(None)\n")
+    run_python("from curation.tokens.token_counter_cache import load_counter\nload_counter(None)\n")
     out = run_python(
         "import pickle\n"
-        "from curation import fast_bpe, langid\n"
+        "from curation.tokens import fast_bpe\nfrom curation.stages import langid\n"
         "from curation.config import StagesConfig\n"
-        "from curation.fork_safety import fork_is_safe\n"
-        "from curation.forked_workers import load_shared_models\n"
+        "from curation.run.fork_safety import fork_is_safe\n"
+        "from curation.run.forked_workers import load_shared_models\n"
         "from curation.stages import LengthStage\n"
         "cfg = StagesConfig()\n"
         "load_shared_models(cfg)\n"

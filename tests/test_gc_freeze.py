@@ -2,7 +2,7 @@ import gc
 
 import pytest
 
-from curation.gc_freeze import older_objects_frozen
+from curation.run.gc_freeze import older_objects_frozen
 
 
 def test_objects_from_before_are_frozen_for_the_run_and_unfrozen_after():

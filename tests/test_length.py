@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from curation.config import LengthConfig
 from curation.stages import LengthStage
-from curation.token_counts import TemplateTokenCounter
+from curation.tokens.token_counts import TemplateTokenCounter
 from tests.helpers import batch_of, chat
 
 # The same ChatML rendering with {% generation %} markers around what the trainer learns.
@@ -75,7 +75,7 @@ def test_counts_match_the_mask_for_any_text(tiny_tokenizer, pairs):
 
 
 def test_default_smollm2_tokenizer_counts_match_its_mask():
-    from curation.tokenizer import load_tokenizer
+    from curation.tokens.tokenizer import load_tokenizer
 
     try:
         tok = load_tokenizer(None)
@@ -141,7 +141,7 @@ TRIMMING = CHATML_GENERATION.replace(
     ],
 )
 def test_template_analysis(template, verbatim):
-    from curation.template_analysis import content_is_verbatim
+    from curation.tokens.template_analysis import content_is_verbatim
 
     assert content_is_verbatim(template) is verbatim
 
@@ -165,7 +165,7 @@ def test_a_template_that_edits_content_is_counted_exactly(tiny_tokenizer):
 def test_tiktoken_conversion_is_cached_and_a_bad_cache_entry_is_rebuilt(
     tiny_tokenizer, tmp_path, monkeypatch
 ):
-    from curation import disk_cache, fast_bpe
+    from curation.tokens import disk_cache, fast_bpe
 
     monkeypatch.setenv("SFT_CURATION_CACHE", str(tmp_path))
     backend = tiny_tokenizer._tokenizer
@@ -189,8 +189,8 @@ def test_tiktoken_conversion_is_cached_and_a_bad_cache_entry_is_rebuilt(
 def test_token_byte_lengths_from_the_rank_tables_equal_decoding_each_token(tiny_tokenizer):
     from types import SimpleNamespace
 
-    from curation import fast_bpe
-    from curation.token_counts import token_byte_lengths
+    from curation.tokens import fast_bpe
+    from curation.tokens.token_counts import token_byte_lengths
 
     enc = fast_bpe.tiktoken_encoder(tiny_tokenizer._tokenizer).enc
     decoded = [len(enc.decode_single_token_bytes(t)) for t in range(enc.n_vocab)]
@@ -225,7 +225,7 @@ def test_a_local_tokenizer_folder_is_read_once_then_its_counter_comes_from_the_c
 ):
     import shutil
 
-    from curation import token_counter_cache
+    from curation.tokens import token_counter_cache
 
     monkeypatch.setenv("SFT_CURATION_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "tok"
@@ -297,7 +297,7 @@ def test_columnar_counts_equal_the_per_row_counts(tiny_tokenizer, rows):
 
 
 def test_columnar_counts_take_the_common_rows_off_the_per_row_path(tiny_tokenizer, monkeypatch):
-    from curation import columnar_counts
+    from curation.tokens import columnar_counts
 
     counter = TemplateTokenCounter(tiny_tokenizer)
     batch = _arrow(CONVERSATIONS * 3)
@@ -317,7 +317,7 @@ def test_columnar_counts_on_the_real_data_equal_the_per_row_counts():
     path = shared("hh-rlhf/test.jsonl.gz")
     from curation.config import config_from_dict
     from curation.io.reader import read_source
-    from curation.token_counter_cache import load_counter
+    from curation.tokens.token_counter_cache import load_counter
 
     try:
         counter = load_counter(None)
@@ -334,7 +334,7 @@ def test_the_default_tokenizer_converts_from_its_gguf_without_pytorch_as_transfo
     pytest.importorskip("torch", reason="the reference conversion (transformers' GGUF reader) needs PyTorch")
     from transformers import AutoTokenizer
 
-    from curation.tokenizer import gguf_tokenizer_without_torch, smollm2_gguf
+    from curation.tokens.tokenizer import gguf_tokenizer_without_torch, smollm2_gguf
 
     try:
         gguf = smollm2_gguf()
@@ -364,7 +364,7 @@ spacey = st.lists(
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 @given(st.lists(spacey, min_size=1, max_size=5))
 def test_the_lookahead_free_encoder_gives_the_tokenizers_ids_and_counts(tiny_tokenizer, texts):
-    from curation import fast_bpe
+    from curation.tokens import fast_bpe
 
     backend = tiny_tokenizer._tokenizer
     enc = fast_bpe.tiktoken_encoder(backend)
@@ -375,7 +375,7 @@ def test_the_lookahead_free_encoder_gives_the_tokenizers_ids_and_counts(tiny_tok
 
 
 def test_texts_holding_the_cut_marker_are_encoded_with_the_pattern_as_it_is(tiny_tokenizer):
-    from curation import fast_bpe
+    from curation.tokens import fast_bpe
 
     backend = tiny_tokenizer._tokenizer
     enc = fast_bpe.tiktoken_encoder(backend)

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 from curation.config import MixConfig, SplitConfig, config_from_dict
-from curation.mixing import mix, split_validation
+from curation.mix.mixing import mix, split_validation
 from tests.helpers import batch_of, chat
 
 

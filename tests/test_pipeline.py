@@ -12,7 +12,7 @@ import pytest
 from curation.config import config_from_dict, load_config
 from curation.errors import ConfigError, CurationError
 from curation.io.files import sha256_file
-from curation.pipeline import run_curation
+from curation.run.pipeline import run_curation
 from pipelines import curate as cli
 from tests.conftest import ROOT
 
@@ -212,7 +212,7 @@ def test_strict_mode_from_cli(tmp_path, capsys, tiny_tokenizer_dir):
 
 
 def test_a_large_run_stages_lz4_compressed_files_with_the_same_result(sample_run, tmp_path, monkeypatch):
-    from curation import pipeline, staging
+    from curation.run import pipeline, staging
 
     monkeypatch.setattr(pipeline, "LZ4_FROM_ROWS", 0)  # the sample counts as large
     used = []
@@ -227,7 +227,7 @@ def test_a_large_run_stages_lz4_compressed_files_with_the_same_result(sample_run
 
 @pytest.mark.parametrize("dedicated_reader", [False, True])
 def test_workers_give_the_same_result(sample_run, tmp_path, monkeypatch, dedicated_reader):
-    from curation import engine, pipeline
+    from curation.run import engine, pipeline
 
     monkeypatch.setattr(engine, "MIN_ROWS_PER_WORKER", 100)
     # A large input gets a reader of its own: N worker processes, not N - 1.

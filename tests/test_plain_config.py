@@ -5,8 +5,8 @@ import pickle
 import pytest
 
 from curation.config import StagesConfig
-from curation.plain_config import PlainConfig, config_or_default, plain
 from curation.stages import build_map_stages
+from curation.stages.plain_config import PlainConfig, config_or_default, plain
 
 
 def test_plain_copy_has_every_field_nested_models_included():

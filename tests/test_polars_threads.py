@@ -7,7 +7,7 @@ from tests.helpers import run_python
 SET_UP = """
 import json, os, sys
 os.environ.pop("POLARS_MAX_THREADS", None)
-from curation.polars_threads import one_polars_thread_per_process
+from curation.run.polars_threads import one_polars_thread_per_process
 """
 
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from curation.config import SourceConfig, config_from_dict, load_config
 from curation.errors import ConfigError, CurationError, InputError
 from curation.io.reader import read_source
-from curation.pipeline import run_curation
-from curation.verify import verify_run
+from curation.run.pipeline import run_curation
+from curation.run.verify import verify_run
 from pipelines import verify as verify_cli
 from tests.conftest import ROOT
 
@@ -293,7 +293,7 @@ RUN = """
 import sys
 from pathlib import Path
 from curation.config import load_config
-from curation.pipeline import run_curation
+from curation.run.pipeline import run_curation
 cfg = load_config(Path("data/sample.yaml"))
 cfg.batch_size = 128
 cfg.report = False

@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from curation.config import load_config
-from curation.pipeline import run_curation
 from curation.report import write_report
+from curation.run.pipeline import run_curation
 from pipelines import report as report_cli
 from tests.conftest import ROOT
 

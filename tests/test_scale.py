@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from curation.config import load_config
-from curation.pipeline import run_curation
+from curation.run.pipeline import run_curation
 from tests.conftest import ROOT
 
 MEASURE = """
@@ -15,7 +15,7 @@ import json, sys
 from pathlib import Path
 from bench.corpus import write_corpus
 from curation.config import config_from_dict
-from curation.pipeline import run_curation
+from curation.run.pipeline import run_curation
 
 rows, tmp = int(sys.argv[1]), Path(sys.argv[2])
 path = write_corpus(rows, tmp / f"corpus-{rows}.jsonl")

@@ -4,8 +4,8 @@ import pickle
 import pytest
 from threadpoolctl import threadpool_info
 
-import curation.pipeline as pipeline
-from curation.blas_threads import one_blas_thread
+import curation.run.pipeline as pipeline
+from curation.run.blas_threads import one_blas_thread
 from tests.helpers import run_python, thread_pools
 
 
@@ -33,11 +33,13 @@ def test_as_before_after_an_error_too(blas_loaded):
     assert blas_threads() == before
 
 
-def test_a_curate_run_holds_blas_to_one_thread(blas_loaded, monkeypatch):
+def test_a_curate_run_holds_blas_to_one_thread(blas_loaded, monkeypatch, tmp_path):
+    from curation.config import config_from_dict
+
     seen = []
     monkeypatch.setattr(pipeline, "_run_curation", lambda *args: seen.append(blas_threads()))
     before = blas_threads()
-    pipeline.run_curation(cfg=None)
+    pipeline.run_curation(cfg=config_from_dict({}), out=tmp_path / "out")
     assert seen == [[1] * len(before)]
     assert blas_threads() == before
 
@@ -46,7 +48,7 @@ def test_a_map_worker_runs_with_one_blas_thread(blas_loaded):
     code = (
         "import pickle\n"
         "from threadpoolctl import threadpool_info\n"
-        "from curation.engine import _init_worker\n"
+        "from curation.run.engine import _init_worker\n"
         "_init_worker(pickle.dumps([]))\n"
         "print([lib['num_threads'] for lib in threadpool_info() if lib['user_api'] == 'blas'])\n"
     )
@@ -57,7 +59,7 @@ def test_a_map_worker_runs_with_one_blas_thread(blas_loaded):
 def test_forked_map_workers_size_their_thread_pools_for_one_process_per_core():
     from concurrent.futures import ProcessPoolExecutor
 
-    from curation.engine import _init_worker, worker_context
+    from curation.run.engine import _init_worker, worker_context
 
     ctx = worker_context()
     with ProcessPoolExecutor(

@@ -11,7 +11,7 @@ pytest.importorskip("trl", reason="training needs the 'train' extra")
 pytest.importorskip("peft", reason="training needs the 'train' extra")
 
 from curation.errors import CurationError  # noqa: E402
-from curation.pipeline import run_curation  # noqa: E402
+from curation.run.pipeline import run_curation  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 
 

@@ -112,7 +112,7 @@ def test_a_curated_real_source_trains_with_default_settings(
     """The issue's case: curation keeps rows up to its length stage's max_length, longer than the
     trainer's old default (512); the trainer takes the run's max_length and trains every kept row."""
     from curation.config import config_from_dict
-    from curation.pipeline import run_curation
+    from curation.run.pipeline import run_curation
     from training.run import train
 
     source = shared("alpaca_eval_outputs/guanaco-7b.json.gz")

@@ -2,7 +2,7 @@ from importlib import metadata
 
 import pytest
 
-from curation.versions import package_version
+from curation.run.versions import package_version
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from curation.diversity.task_types import load_rules
 from curation.stages.refusal import REFUSAL_PATTERN
-from curation.word_boundaries import ascii_word_boundaries, ascii_words, identity, select_by_ascii
+from curation.stages.word_boundaries import ascii_word_boundaries, ascii_words, identity, select_by_ascii
 from tests.conftest import shared
 
 

@@ -44,56 +44,57 @@ class TrainConfig(BaseModel):
     # The hub id written as the adapter's base_model_name_or_path (what others load it on).
     # Default: HuggingFaceTB/SmolLM2-135M-Instruct for the default model, else `model` itself.
     base_model_id: str | None = None
-    output_dir: str | None = Field(
-        None, validation_alias=_names("output_dir", "output")
-    )  # outputs/<run>-lora
-    seed: int = 0
+    # Default: outputs/<run name>-lora (adapter/, checkpoints/, eval.json, merged/).
+    output_dir: str | None = Field(None, validation_alias=_names("output_dir", "output"))
+    seed: int = 0  # model init of LoRA, data order, the validation carve
     # Schedule (SFTConfig names)
     num_train_epochs: float = Field(1.0, gt=0, validation_alias=_names("num_train_epochs", "epochs"))
-    max_steps: int | None = Field(None, ge=1)
-    learning_rate: float = Field(
-        2e-4, gt=0
-    )  # LoRA's usual 1e-4..3e-4 (SFTConfig's 2e-5 is for full fine-tunes)
+    max_steps: int | None = Field(None, ge=1)  # stop after this many steps (wins over the epochs)
+    # LoRA's usual 1e-4..3e-4 (SFTConfig's 2e-5 is for full fine-tunes).
+    learning_rate: float = Field(2e-4, gt=0)
     lr_scheduler_type: str = Field("cosine", validation_alias=_names("lr_scheduler_type", "lr_scheduler"))
     warmup_ratio: float = Field(0.03, ge=0, lt=1)  # SFTConfig's warmup_steps as a share of the steps
     # Batch: per-device rows x gradient accumulation; accumulation defaults to reach this many rows.
     # Default 16 on a GPU; on the CPU 4 (one batch, no accumulation): a 16-row step of the 135M
     # default model takes ~40 s on 2 cores, so a CPU run checks the path rather than trains a model.
     effective_batch_size: int | None = Field(None, ge=1)
+    # Rows per device and micro-step; default: 8 on a GPU, 4 on the CPU.
     per_device_train_batch_size: int | None = Field(
         None,
         ge=1,
         validation_alias=_names("per_device_train_batch_size", "per_device_batch_size", "batch_size"),
-    )  # default: 8 on a GPU, 4 on the CPU
-    gradient_accumulation_steps: int | None = Field(None, ge=1)
-    logging_steps: int = Field(5, ge=1)
+    )
+    gradient_accumulation_steps: int | None = Field(None, ge=1)  # default: to reach the effective batch
+    logging_steps: int = Field(5, ge=1)  # loss logged every this many steps
     report_to: str | list[str] = "none"  # "tensorboard", "wandb", ... as in transformers
     # Checkpoints: every save_steps steps, the last save_total_limit kept; `resume` continues.
-    save_steps: int = Field(500, ge=1)
-    save_total_limit: int | None = Field(2, ge=1)
+    save_steps: int = Field(500, ge=1)  # a checkpoint every this many steps
+    save_total_limit: int | None = Field(2, ge=1)  # the newest this many checkpoints are kept
     resume: bool | str = False  # True: the last checkpoint under <output>/checkpoints; or a path
     # LoRA (peft names)
-    r: int = Field(16, ge=1, validation_alias=_names("r", "lora_r"))
-    lora_alpha: int = Field(32, ge=1)
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: str | list[str] = "all-linear"
+    r: int = Field(16, ge=1, validation_alias=_names("r", "lora_r"))  # the rank of the LoRA matrices
+    lora_alpha: int = Field(32, ge=1)  # scale alpha / r (2r, the common choice)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)  # dropout on the LoRA path while training
+    target_modules: str | list[str] = "all-linear"  # every linear layer but the output head
     # Data. max_length: default the run's own (the length stage's max_length in its manifest, so
     # that every row curation kept trains); for a plain file, its longest row, capped.
     max_length: int | None = Field(None, ge=16)
-    max_length_cap: int = Field(2048, ge=16)
-    packing: bool = False
+    max_length_cap: int = Field(2048, ge=16)  # the most a plain file's longest row sets max_length to
+    packing: bool = False  # trl's bfd packing, padding-free
     validation_fraction: float = Field(0.05, gt=0, lt=0.5)  # when the data has no validation split
-    max_validation_rows: int = Field(256, ge=1)
+    max_validation_rows: int = Field(256, ge=1)  # the carved validation split's most rows
     validation_data: str | None = None  # a fixed evaluation set (any format the readers take)
     # Before/after evaluation: greedy answers to these prompts plus a few validation prompts.
-    eval_prompts: list[str] = DEFAULT_EVAL_PROMPTS
+    eval_prompts: list[str] = DEFAULT_EVAL_PROMPTS  # three general prompts
     validation_prompts: int = Field(3, ge=0)  # prompts drawn from the validation split
     max_eval_prompts: int | None = Field(None, ge=0)  # at most this many of the two (None: all)
-    max_new_tokens: int = Field(64, ge=1, validation_alias=_names("max_new_tokens", "eval_max_new_tokens"))
+    max_new_tokens: int = Field(
+        64, ge=1, validation_alias=_names("max_new_tokens", "eval_max_new_tokens")
+    )  # per answer
     # Output
     merge: bool = False  # also write a merged full model that plain transformers loads
     push_to_hub: str | None = None  # a hub repo id: the adapter folder (with its card) is uploaded
-    hub_private_repo: bool | None = None
+    hub_private_repo: bool | None = None  # create the hub repo private (None: the hub's default)
 
     @model_validator(mode="after")
     def _pass_through_names(self) -> TrainConfig:

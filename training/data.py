@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.errors import CurationError
-from curation.verify import verify_run as check_run
+from curation.run.verify import verify_run as check_run
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class RunData:
 
 
 def verify_run(run_dir: Path) -> dict:
-    """The run's manifest, after ``curation.verify`` re-checked every shard's sha256 and row count
+    """The run's manifest, after ``curation.run.verify`` re-checked every shard's sha256 and row count
     and the accounting identity (as ``python -m pipelines.verify`` does)."""
     manifest, problems = check_run(run_dir)
     if problems:

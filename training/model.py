@@ -12,7 +12,13 @@ import logging
 from pathlib import Path
 
 from curation.errors import CurationError
-from curation.tokenizer import DEFAULT_ALIASES, _atomic_save, cache_root, default_tokenizer_dir, smollm2_gguf
+from curation.tokens.tokenizer import (
+    DEFAULT_ALIASES,
+    _atomic_save,
+    cache_root,
+    default_tokenizer_dir,
+    smollm2_gguf,
+)
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curation.errors import CurationError
-from curation.progress import progress_bar
-from curation.tokenizer import DEFAULT_ALIASES, DEFAULT_MODEL_NAME
+from curation.run.progress import progress_bar
+from curation.tokens.tokenizer import DEFAULT_ALIASES, DEFAULT_MODEL_NAME
 from training.audit import Audit, audit
 from training.card import model_card
 from training.config import TrainConfig

@@ -87,7 +87,7 @@ def _labelled_rows(labels: list[dict], root: Path) -> dict[str, list[tuple[str, 
 
 def run(labels: list[dict] | None = None, root: Path = SHARED_DATA, workers: int = 1) -> Outcome:
     from curation.config import CurateConfig, StagesConfig
-    from curation.pipeline import run_curation
+    from curation.run.pipeline import run_curation
     from curation.stages import build_map_stages
 
     labels = labels if labels is not None else load_labels()

@@ -9,7 +9,7 @@ from itertools import islice
 import numpy as np
 
 from curation.dedup.minhash import EMPTY_BIN
-from curation.resources import usable_cores
+from curation.run.resources import usable_cores
 
 
 def optimal_bands(

@@ -29,8 +29,8 @@ from curation.dedup.lsh import (
 )
 from curation.dedup.minhash import densified, oph_signatures, signatures
 from curation.dedup.sketch_stage import BANDS, EXACT_A, EXACT_B, NEAR_SKIP, list_matrix, merit
-from curation.plain_config import config_or_default
 from curation.stages.base import Stage
+from curation.stages.plain_config import config_or_default
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages
     from curation.config import ExactDedupConfig, NearDedupConfig

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from curation.errors import ConfigError
-from curation.word_boundaries import ascii_words, select_by_ascii
+from curation.stages.word_boundaries import ascii_words, select_by_ascii
 
 DEFAULT_RULES = "task_types.yaml"
 PROMPT_CHARS = 1000  # the task is stated at the start of the prompt

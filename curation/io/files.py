@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,21 +41,78 @@ class RawRow:
 
 
 def expand_paths(spec: str, base: Path | None = None) -> list[Path]:
-    """A path, a directory (all data files in it) or a glob -> sorted list of files."""
+    """A path, a directory (all data files in it) or a glob -> sorted list of files.
+
+    Directory symlinks are not followed (a link back into the tree, ``loop -> .``, would read
+    the same files again and again, or forever) and each real file is read once, however many
+    links lead to it.
+    """
     path = Path(spec).expanduser()
     if base is not None and not path.is_absolute():
         path = base / path
     if any(ch in str(path) for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        files = _glob(path)
     elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and file_kind(p, sniff=False) is not None)
+        files = [p for p in _walk(path) if file_kind(p, sniff=False) is not None]
     elif path.is_file():
         files = [path]
     else:
         raise InputError(f"{spec}: no such file or directory")
     if not files:
         raise InputError(f"{spec}: matched no files")
-    return files
+    seen, unique = set(), []
+    for f in sorted(files):
+        real = os.path.realpath(f)
+        if real not in seen:
+            seen.add(real)
+            unique.append(f)
+    return unique
+
+
+def _walk(root: Path) -> list[Path]:
+    """Every file under ``root``, without following directory symlinks."""
+    return [
+        Path(d) / name
+        for d, _, names in os.walk(root, followlinks=False)
+        for name in names
+        if (Path(d) / name).is_file()
+    ]
+
+
+def _glob(pattern: Path) -> list[Path]:
+    """``glob`` for patterns with ``**`` too, walking without following directory symlinks."""
+    parts = pattern.parts
+    fixed = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
+    root = Path(*parts[:fixed]) if fixed else Path(".")
+    if "**" not in parts[fixed:]:
+        return [Path(p) for p in glob.glob(str(pattern)) if Path(p).is_file()]
+    regex = re.compile(_glob_regex("/".join(parts[fixed:])))
+    return [f for f in _walk(root) if regex.fullmatch(f.relative_to(root).as_posix())]
+
+
+def _glob_regex(pattern: str) -> str:
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
+            end = pattern.index("]", i + 1)
+            out.append("[" + pattern[i + 1 : end].replace("!", "^", 1) + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return "".join(out)
 
 
 def file_kind(path: Path, sniff: bool = True) -> str | None:
@@ -197,9 +255,18 @@ def _salvage_array(text: str, name: str) -> Iterator[RawRow]:
         i += 1
         try:
             item, end = decoder.raw_decode(text, pos)
-        except (json.JSONDecodeError, RecursionError) as e:
-            msg = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
-            yield RawRow(name, i, None, _preview(text[pos : pos + 4096]), f"invalid JSON from here on: {msg}")
+        except RecursionError:  # valid but nested too deeply: that element only, the rest go on
+            end = _value_end(text, pos)
+            if end is None:
+                yield RawRow(name, i, None, _preview(text[pos : pos + 4096]), "invalid JSON from here on")
+                return
+            yield RawRow(name, i, None, _preview(text[pos:end]), "JSON element nested too deeply")
+            pos = end
+            continue
+        except json.JSONDecodeError as e:
+            yield RawRow(
+                name, i, None, _preview(text[pos : pos + 4096]), f"invalid JSON from here on: {e.msg}"
+            )
             return
         if isinstance(item, dict):
             yield RawRow(name, i, item, "")
@@ -208,6 +275,25 @@ def _salvage_array(text: str, name: str) -> Iterator[RawRow]:
                 name, i, None, _preview(text[pos:end]), f"expected a JSON object, got {type(item).__name__}"
             )
         pos = end
+
+
+def _value_end(text: str, pos: int) -> int | None:
+    """The end of the array or object that starts at ``pos`` (brackets counted outside strings)."""
+    depth, i, n = 0, pos, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return None
 
 
 def iter_json(path: Path, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> Iterator[RawRow]:
@@ -355,6 +441,12 @@ def iter_file(path: Path, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> Iterato
     if kind is None:
         yield RawRow(str(path), 0, None, "", "unknown file type (expected .jsonl, .json, .parquet or .csv)")
         return
+    if kind != "parquet":
+        head = _read_head(path, 4)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (or UTF-32 LE) byte-order mark
+            raise InputError(
+                f"{display_path(path)}: file is UTF-16; convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)"
+            )
     yield from READERS[kind](path, max_row_bytes)
 
 

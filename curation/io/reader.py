@@ -21,7 +21,7 @@ from curation.io.files import (
     sha256_file,
 )
 from curation.io.formats import FORMATS, ColumnMapping, detect_format, transcript
-from curation.progress import progress_bar
+from curation.run.progress import progress_bar
 from curation.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA, check_messages, conversation_id
 
 log = logging.getLogger(__name__)

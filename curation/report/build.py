@@ -159,7 +159,9 @@ def render_html(data: dict, images: dict[str, str | None], out: Path) -> str:
         ]  # fmt: skip
         for g, v in (mix.get("groups") or {}).items()
     ]
-    warnings = "".join(f'<p class="warn">{_e(w)}</p>' for w in mix.get("warnings", []))
+    warnings = "".join(
+        f'<p class="warn">{_e(w)}</p>' for w in [*data.get("warnings", []), *mix.get("warnings", [])]
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Curation report: {_e(data["run_name"])}</title>
 <style>{CSS}</style></head><body>

@@ -210,6 +210,7 @@ def report_data(run_dir: str | Path, loaded: tuple | None = None) -> dict:
         "prompt_repetition": prompt_repetition(everything),
         "dup_cluster_sizes": cluster_sizes(kept, rejects),
         "mix": manifest.get("mix"),
+        "warnings": manifest.get("warnings", []),
         "validation_rows": 0 if validation is None else validation.num_rows,
         "seconds": manifest.get("timings_s", {}),
     }

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.plain_config import plain
+from curation.stages.plain_config import plain
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Stage:
         """Merge ``shared_state()`` from the parent (in a worker)."""
 
     def __getstate__(self):
-        """Pickled for worker processes with configs as plain data (curation.plain_config)."""
+        """Pickled for worker processes with configs as plain data (curation.stages.plain_config)."""
         return {k: plain(v) for k, v in self.__dict__.items()}
 
     # -- machinery ---------------------------------------------------------------------------

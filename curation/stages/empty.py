@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from curation.plain_config import config_or_default
 from curation.stages.base import Stage
+from curation.stages.plain_config import config_or_default
 from curation.stages.turns import per_row, turns
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages

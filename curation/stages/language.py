@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from curation.langid import detect_fasttext
-from curation.plain_config import config_or_default
 from curation.stages.base import Stage
 from curation.stages.content import CODE_LINE
+from curation.stages.langid import detect_fasttext
+from curation.stages.plain_config import config_or_default
 from curation.stages.turns import CODE_FENCE_RE, has_letters, role_texts, single_spaced
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages

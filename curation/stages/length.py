@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
 
-from curation.plain_config import config_or_default, plain
 from curation.stages.base import Stage
-from curation.token_counts import TemplateTokenCounter, TokenizerSpec
+from curation.stages.plain_config import config_or_default, plain
+from curation.tokens.token_counts import TemplateTokenCounter, TokenCounts, TokenizerSpec
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages
     from curation.config import LengthConfig
@@ -26,7 +27,7 @@ class LengthStage(Stage):
     def __init__(self, cfg: LengthConfig | None = None, tokenizer=None):
         self.cfg = config_or_default(cfg, "LengthConfig")
         if tokenizer is None:  # the configured one, from its cached spec when it is a local folder
-            from curation.token_counter_cache import load_counter
+            from curation.tokens.token_counter_cache import load_counter
 
             self.counter = load_counter(self.cfg.tokenizer)
         else:
@@ -69,12 +70,32 @@ class LengthStage(Stage):
         return self.counter.spec
 
     def score(self, batch):
-        counts = self.counter.count_arrow(batch["messages"])
+        from jinja2 import TemplateError
+
+        messages = batch["messages"]
+        errors = [None] * batch.num_rows
+        try:
+            counts = self.counter.count_arrow(messages)
+        except TemplateError:
+            # A template that refuses a row (HF templates' raise_exception: "tool turns are not
+            # supported"): that row is rejected with the template's message, the rest are counted.
+            counts = TokenCounts(
+                *(np.zeros(batch.num_rows, dtype=np.int64) for _ in range(3)), np.full(batch.num_rows, -1)
+            )
+            for i in range(batch.num_rows):
+                try:
+                    one = self.counter.count_arrow(messages.slice(i, 1))
+                except TemplateError as e:
+                    errors[i] = str(e).splitlines()[0] if str(e) else type(e).__name__
+                    continue
+                for name in ("prompt_tokens", "completion_tokens", "total_tokens", "first_completion_token"):
+                    getattr(counts, name)[i] = getattr(one, name)[0]
         return {
             "prompt_tokens": counts.prompt_tokens,
             "completion_tokens": counts.completion_tokens,
             "total_tokens": counts.total_tokens,
             "first_completion_token": counts.first_completion_token,
+            "template_error": pa.array(errors, pa.string()),
         }
 
     def decide(self, batch):
@@ -99,4 +120,6 @@ class LengthStage(Stage):
         for mask, reason in checks:
             if mask is not False:
                 reasons[np.asarray(mask, dtype=bool)] = reason
+        if "template_error" in batch.column_names:
+            reasons[batch["template_error"].is_valid().to_numpy(zero_copy_only=False)] = "chat_template_error"
         return reasons

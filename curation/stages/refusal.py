@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from curation.plain_config import config_or_default
 from curation.stages.base import Stage
+from curation.stages.plain_config import config_or_default
 from curation.stages.turns import has_words, per_row, turns
-from curation.word_boundaries import ascii_words, select_by_ascii
+from curation.stages.word_boundaries import ascii_words, select_by_ascii
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages
     from curation.config import RefusalConfig

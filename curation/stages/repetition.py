@@ -48,9 +48,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from curation.plain_config import config_or_default
 from curation.stages.base import Stage
 from curation.stages.content import assistant_turns
+from curation.stages.plain_config import config_or_default
 from curation.stages.turns import CODE_FENCE_RE, has_words, single_spaced
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages

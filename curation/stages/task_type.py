@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from curation.diversity.task_types import load_rules
-from curation.plain_config import config_or_default
 from curation.stages.base import Stage
+from curation.stages.plain_config import config_or_default
 from curation.stages.turns import turns
 
 if TYPE_CHECKING:  # configs are not imported by modules that only run stages

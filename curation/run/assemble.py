@@ -26,9 +26,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation.errors import AccountingError
-from curation.faults import crash_point
 from curation.io.files import sha256_file
-from curation.staging import POS, Staging, read_staged
+from curation.run.faults import crash_point
+from curation.run.output import readable_by_umask
+from curation.run.staging import POS, Staging, read_staged
 
 TRAIN, VALIDATION, REJECTED = 0, 1, 2
 ROW_GROUP_ROWS = 16_384  # rows per Parquet row group in the output shards
@@ -179,6 +180,7 @@ def write_shard(task: ShardTask, plan: pa.Table) -> tuple[dict, dict]:
                     dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
                 )
         path = task.out / task.name
+        readable_by_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from curation.fast_bpe import tiktoken_encoder
+from curation.tokens.fast_bpe import tiktoken_encoder
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class TokenizerSpec:
             added_tokens=sorted(
                 {t.content for t in tok.added_tokens_decoder.values()}, key=len, reverse=True
             ),
-            probe_renders=[tok.apply_chat_template(c, tokenize=False) for c in PROBE_CONVERSATIONS],
+            probe_renders=[_render_or_none(tok, c) for c in PROBE_CONVERSATIONS],
         )
 
     def hf_tokenizer(self):
@@ -103,6 +103,16 @@ class TokenizerSpec:
         )
         tok.chat_template = self.chat_template
         return tok
+
+
+def _render_or_none(tok, conversation: list[dict]) -> str | None:
+    """The probe's render, or None where the template refuses it (raise_exception on a role)."""
+    from jinja2 import TemplateError
+
+    try:
+        return tok.apply_chat_template(conversation, tokenize=False)
+    except TemplateError:
+        return None
 
 
 @dataclass
@@ -140,7 +150,7 @@ class TemplateTokenCounter:
         self._checked = spec.checked
         self.layouts: dict = {}  # role sequence -> columnar_counts layout (None: per-row path)
         if spec.verbatim is None:  # parsed once, in the parent: workers never import jinja2
-            from curation.template_analysis import content_is_verbatim
+            from curation.tokens.template_analysis import content_is_verbatim
 
             spec.verbatim = content_is_verbatim(spec.chat_template or "")
         self.verbatim = spec.verbatim
@@ -225,7 +235,7 @@ class TemplateTokenCounter:
     def count_arrow(self, messages) -> TokenCounts:
         """``count`` for an Arrow column of conversations: on columns (columnar_counts) where the
         template allows, per row for the rest."""
-        from curation.columnar_counts import count_columnar
+        from curation.tokens.columnar_counts import count_columnar
 
         n = len(messages)
         out = TokenCounts(*(np.zeros(n, dtype=np.int64) for _ in range(3)), np.full(n, -1, dtype=np.int64))
@@ -277,6 +287,8 @@ class TemplateTokenCounter:
             compiled = _compile_jinja_template(self.spec.chat_template)
             kwargs = {"tools": None, "documents": None, **self.spec.special_tokens_map}
             for conv, want in zip(PROBE_CONVERSATIONS, self.spec.probe_renders, strict=True):
+                if want is None:  # the template refuses this probe (a system turn, say)
+                    continue
                 if compiled.render(messages=conv, add_generation_prompt=False, **kwargs) != want:
                     return None
             return compiled.render, kwargs

@@ -20,9 +20,9 @@ import pyarrow as pa
 from curation.config import CurateConfig
 from curation.io.files import expand_paths, sha256_file
 from curation.io.reader import SourceRead
-from curation.output import write_json_atomic
+from curation.run.output import write_json_atomic
+from curation.run.staging import STAGED_SUFFIX, Staging, read_staged, write_staged
 from curation.stages.base import StageCounts
-from curation.staging import STAGED_SUFFIX, Staging, read_staged, write_staged
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.fasttext_numpy import FastTextModel, UnsupportedModel
+from curation.stages.fasttext_numpy import FastTextModel, UnsupportedModel
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def _numpy_model() -> FastTextModel | None:
 
 def detect_fasttext(texts: list[str]) -> tuple[list[str], np.ndarray]:
     """Language code and confidence for each text (texts must not contain newlines): fastText's
-    prediction, computed for the whole batch at once (curation.fasttext_numpy)."""
+    prediction, computed for the whole batch at once (curation.stages.fasttext_numpy)."""
     model = _numpy_model()
     if model is None:
         return detect_fasttext_native(texts)

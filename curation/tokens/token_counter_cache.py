@@ -16,10 +16,10 @@ import hashlib
 from importlib import metadata
 from pathlib import Path
 
-from curation import disk_cache
-from curation.token_counts import TemplateTokenCounter, TokenizerSpec
-from curation.tokenizer import DEFAULT_ALIASES, default_tokenizer_dir, load_tokenizer
-from curation.versions import package_version
+from curation.run.versions import package_version
+from curation.tokens import disk_cache
+from curation.tokens.token_counts import TemplateTokenCounter, TokenizerSpec
+from curation.tokens.tokenizer import DEFAULT_ALIASES, default_tokenizer_dir, load_tokenizer
 
 _DERIVING_MODULES = ("token_counts.py", "fast_bpe.py", "template_analysis.py", "tokenizer.py", __file__)
 

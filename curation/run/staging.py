@@ -6,7 +6,7 @@ rejected rows to ``rejects-<stage>-*.arrow``), its MinHash signatures are append
 source, token count, refusal flag, task type, dedup keys and LSH band keys, and ``_pos``, the
 row's position in the staged run) stay in memory for the global stages. Peak memory therefore
 grows with those columns, not with the text. Each final shard is written by a task that reads
-only the staged files it needs (``curation.assemble``).
+only the staged files it needs (``curation.run.assemble``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation.dedup.sketch_stage import BANDS, SIGNATURE, list_matrix
-from curation.faults import crash_point
+from curation.run.faults import crash_point
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ runs a batch it cannot hand out the next one, and at 1,000,000 rows its worker t
 in all and the map phase took ~10% longer; the reading shares the cores with the workers instead.
 
 A curate run forks its workers from its own process at its start when that is safe
-(``curation.forked_workers``, ``curation.fork_safety``). Otherwise, and for ``map_stages``, workers
+(``curation.run.forked_workers``, ``curation.run.fork_safety``). Otherwise, and for ``map_stages``, workers
 are forked by a ``forkserver`` (a clean process that imported the stage modules once and never ran
 polars' thread pool: forking the caller itself is not safe once polars has started threads),
 falling back to ``spawn``. Either way they rebuild the stages from their pickled form (configs plus
@@ -29,6 +29,7 @@ e.g. chat-template skeletons), so workers never need the template engine or tran
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -41,9 +42,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pyarrow as pa
 
-from curation.blas_threads import limit_blas_to_one_thread
-from curation.progress import progress_bar
-from curation.resources import peak_rss_mb, usable_cores
+from curation.run.blas_threads import limit_blas_to_one_thread
+from curation.run.progress import progress_bar
+from curation.run.resources import peak_rss_mb, usable_cores
 from curation.stages.base import Stage, StageCounts
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ _WORKER_STAGES: list[Stage] | None = None
 
 # Imported once by the fork server, before it forks each worker: a worker starts in ~0.1 s
 # instead of re-importing polars, numpy, pyarrow, tokenizers and the stages (~1 s each).
-FORKSERVER_PRELOAD = ["curation.worker_preload"]
+FORKSERVER_PRELOAD = ["curation.run.worker_preload"]
 
 
 def worker_context():
@@ -129,6 +130,26 @@ def _keep_pandas_out() -> None:
         sys.meta_path.insert(0, _NoPandas())
 
 
+def die_with_parent() -> None:
+    """Linux: have the kernel kill this worker when the process that started it dies, so that a
+    run killed with SIGKILL or SIGTERM leaves no worker behind blocked on its pipe (a fork-server
+    worker's parent is the fork server, which exits when the run does). And leave Ctrl-C to the
+    run: it reaches every process of the terminal's group, and the run itself stops its workers
+    and says what to do (a worker printing its own KeyboardInterrupt traceback would bury that)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the line above: it is gone already
+        os._exit(1)
+
+
 def set_up_worker_process() -> None:
     """Thread settings for a process that runs map stages, one per core (local or Ray workers)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one process per core already
@@ -137,6 +158,7 @@ def set_up_worker_process() -> None:
 
 def _init_worker(payload: bytes) -> None:
     global _WORKER_STAGES
+    die_with_parent()
     set_up_worker_process()
     _keep_pandas_out()
     _WORKER_STAGES = pickle.loads(payload)

@@ -8,7 +8,7 @@ each: the processes' parallel polars steps took the cores from each other. On th
 1.18-1.27 s (4 pairs, faster in each; then 10 pairs of bench runs: median 1.31 -> 1.24 s, faster
 in 7) with a third of the involuntary context switches, and was no slower on 100,000 rows or
 for the report. Workers started by the fork server get one thread the same way
-(``curation.worker_preload``).
+(``curation.run.worker_preload``).
 
 A program that runs curation (the CLI, the bench) calls ``one_polars_thread_per_process`` before
 anything imports polars. A library caller that imported polars itself keeps its own setting.
@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 
-from curation.resources import usable_cores
+from curation.run.resources import usable_cores
 
 log = logging.getLogger(__name__)
 

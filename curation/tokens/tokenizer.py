@@ -14,8 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from curation.disk_cache import cache_root
 from curation.errors import CurationError
+from curation.tokens.disk_cache import cache_root
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import re
 from functools import partial
 from pathlib import Path
 
-from curation import disk_cache
+from curation.tokens import disk_cache
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Importing is all it does: no thread pool is started, so forking after it is safe.
 
 Thread pools are sized for one process per core before the libraries start them. BLAS gets one
-thread (see curation/blas_threads.py): OpenBLAS then starts no threads at all in the server or
+thread (see curation/run/blas_threads.py): OpenBLAS then starts no threads at all in the server or
 its workers, which costs less than stopping them later (the workers do that too, for a server
 whose main module had imported numpy already). polars gets one thread per worker: with one
 process per core a second thread only takes the core from the other process (on the real data,
@@ -23,6 +23,6 @@ import tiktoken  # noqa: F401
 import tokenizers  # noqa: F401
 
 import curation.stages  # noqa: F401
-from curation.langid import _numpy_model
+from curation.stages.langid import _numpy_model
 
 _numpy_model()  # the language model (~0.05 s), loaded once and shared by every forked worker

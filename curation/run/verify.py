@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation.io.files import sha256_file
-from curation.output import MANIFEST_VERSION, OUTPUT_PREFIXES
+from curation.run.output import LOCK, MANIFEST_VERSION, MARKER, OUTPUT_PREFIXES, STAGING_DIR
 
 
 def _source_counts(files: list[Path], only_first_copy: bool = False) -> Counter:
@@ -36,6 +36,35 @@ def _source_counts(files: list[Path], only_first_copy: bool = False) -> Counter:
     return counts
 
 
+OWN_FILES = {"manifest.json", MARKER, LOCK, STAGING_DIR}
+
+
+def _shape_problem(manifest) -> str | None:
+    """What makes ``manifest`` not a manifest at all (None when its shape is right)."""
+    if not isinstance(manifest, dict):
+        return f"not a manifest: a JSON {type(manifest).__name__}, expected an object"
+    shards = manifest.get("shards", [])
+    if not isinstance(shards, list) or not all(
+        isinstance(x, dict)
+        and isinstance(x.get("file"), str)
+        and isinstance(x.get("sha256"), str)
+        and isinstance(x.get("rows"), int)
+        and isinstance(x.get("split"), str)
+        for x in shards
+    ):
+        return "'shards' must be a list of {file, sha256, rows, split}"
+    counts = manifest.get("counts", {})
+    if not isinstance(counts, dict) or not all(
+        isinstance(c, dict)
+        and all(isinstance(c.get(k), int) for k in ("input", "kept", "rejected", "quarantined"))
+        for c in counts.values()
+    ):
+        return "'counts' must map each source to its input/kept/rejected/quarantined numbers"
+    if not isinstance(manifest.get("totals", {}), dict):
+        return "'totals' must be an object"
+    return None
+
+
 def verify_run(run_dir: str | Path) -> tuple[dict | None, list[str]]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -49,6 +78,9 @@ def verify_run(run_dir: str | Path) -> tuple[dict | None, list[str]]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         return None, [f"{path}: not valid JSON ({e})"]
+    shape = _shape_problem(manifest)
+    if shape:
+        return None, [f"{path}: {shape}"]
     if manifest.get("manifest_version") != MANIFEST_VERSION:
         return manifest, [
             f"{path}: manifest version {manifest.get('manifest_version')!r}, expected {MANIFEST_VERSION}"
@@ -57,8 +89,12 @@ def verify_run(run_dir: str | Path) -> tuple[dict | None, list[str]]:
     shards = manifest.get("shards", [])
     by_split: dict[str, list[Path]] = {}
     rows_by_split: Counter = Counter()
+    root = run_dir.resolve()
     for shard in shards:
         f = run_dir / shard["file"]
+        if f.resolve().parent != root:  # a manifest names files of its own folder, nothing else
+            problems.append(f"shard {shard['file']!r}: not a file of the run folder (refused)")
+            continue
         if not f.is_file():
             problems.append(f"shard {shard['file']} listed in the manifest is missing")
             continue
@@ -76,8 +112,12 @@ def verify_run(run_dir: str | Path) -> tuple[dict | None, list[str]]:
         rows_by_split[shard["split"]] += rows
     listed = {s["file"] for s in shards}
     for f in sorted(run_dir.iterdir()):
-        if f.name.startswith(OUTPUT_PREFIXES) and f.name not in listed:
+        if f.name in listed or f.name in OWN_FILES:
+            continue
+        if f.name.startswith(OUTPUT_PREFIXES):
             problems.append(f"{f.name}: an output file the manifest does not list (left by another run?)")
+        else:
+            problems.append(f"{f.name}: a file this tool did not write (not part of the run)")
     if problems:
         return manifest, problems
 
@@ -91,6 +131,13 @@ def verify_run(run_dir: str | Path) -> tuple[dict | None, list[str]]:
         if key in totals and rows_by_split[split] != totals[key]:
             problems.append(
                 f"{split} shards hold {rows_by_split[split]} rows, the manifest totals say {totals[key]}"
+            )
+    counts = manifest.get("counts", {})
+    for key in ("input", "kept", "rejected", "quarantined"):
+        if key in totals and totals[key] != sum(c.get(key, 0) for c in counts.values()):
+            problems.append(
+                f"the manifest's total {key} is {totals[key]}, its sources add up to "
+                f"{sum(c.get(key, 0) for c in counts.values())}"
             )
     kept = _source_counts(by_split.get("train", []), only_first_copy=True) + _source_counts(
         by_split.get("validation", [])

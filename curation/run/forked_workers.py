@@ -3,7 +3,7 @@
 A worker forked from the clean fork server first imports polars, numpy, pyarrow and the stages
 in a fresh interpreter: ~0.65 s of CPU before its first batch, a third of a 10,000-row run on a
 2-core machine. A worker forked from this process has all of that already and is ready at once.
-It is forked at the start of the run, when ``curation.fork_safety.fork_is_safe()`` says no
+It is forked at the start of the run, when ``curation.run.fork_safety.fork_is_safe()`` says no
 thread can be holding a lock the child would need (building the stages can start a polars
 thread). The stages are built afterwards, here, and sent to each worker pickled, as they would
 be to the fork server's workers; a worker waits for them in its initializer.
@@ -21,7 +21,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
-from curation.engine import _init_worker
+from curation.run.engine import _init_worker, die_with_parent
 from curation.stages.base import Stage
 
 if TYPE_CHECKING:
@@ -31,21 +31,22 @@ if TYPE_CHECKING:
 def load_shared_models(cfg: StagesConfig) -> None:
     """Load what the map stages would load in every process, in this one, before it forks: the
     language model (~0.07 s) and the length stage's tiktoken encoder (~0.1 s; a worker's unpickled
-    counter finds it in ``curation.fast_bpe``'s cache). Only from local files and cached specs:
+    counter finds it in ``curation.tokens.fast_bpe``'s cache). Only from local files and cached specs:
     a tokenizer that must come through transformers is left to the stage (loading it twice
     would cost more than it saves). Neither starts a thread (a test checks ``fork_is_safe()``)."""
-    from curation.langid import _numpy_model
-    from curation.token_counter_cache import cached_spec
+    from curation.stages.langid import _numpy_model
+    from curation.tokens.token_counter_cache import cached_spec
 
     if cfg.language.enabled:
         _numpy_model()
     if cfg.length.enabled and (spec := cached_spec(cfg.length.tokenizer)) is not None:
-        from curation.token_counts import TemplateTokenCounter
+        from curation.tokens.token_counts import TemplateTokenCounter
 
         TemplateTokenCounter(spec=spec)
 
 
 def _receive_stages(stages_in) -> None:
+    die_with_parent()  # before waiting: a run killed now must not leave this worker blocked here
     payload = stages_in.get()
     if payload is None:  # the run ended before its stages were built: leave quietly (an exception
         os._exit(0)  # here would be logged as a failed initializer)

@@ -10,7 +10,7 @@
 * LSH banding: the (band, key, row) triples go through a Ray Data ``groupby`` on (band, key
   range); each group finds its buckets with numpy and emits (first row, other row) pairs.
   Union-find on those edges (few) runs on the driver.
-* Writing: every output shard is a Ray task (``curation.assemble.write_shard``) that reads its
+* Writing: every output shard is a Ray task (``curation.run.assemble.write_shard``) that reads its
   staged rows and writes its Parquet file; the driver only gathers their manifest entries.
 
 ``ray.init(address=...)`` joins an existing cluster (``ray start --head`` on the head node, then
@@ -26,11 +26,18 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from curation.assemble import ShardTask, write_shard
-from curation.engine import _from_worker, collect_steps, from_ipc, run_batch, set_up_worker_process, to_ipc
 from curation.errors import CurationError
-from curation.faults import crash_point
-from curation.resources import peak_rss_mb
+from curation.run.assemble import ShardTask, write_shard
+from curation.run.engine import (
+    _from_worker,
+    collect_steps,
+    from_ipc,
+    run_batch,
+    set_up_worker_process,
+    to_ipc,
+)
+from curation.run.faults import crash_point
+from curation.run.resources import peak_rss_mb
 from curation.stages.base import Stage, StageCounts
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation import __version__, checkpoint
-from curation.assemble import (
+from curation import __version__
+from curation.config import CurateConfig
+from curation.dedup.decontaminate import DecontaminationStage
+from curation.dedup.sketch_stage import EXACT_A, EXACT_B, DedupSketchStage
+from curation.dedup.stages import ExactDedupStage, NearDedupStage
+from curation.errors import AccountingError, ConfigError
+from curation.io.reader import SourceRead, read_source
+from curation.mix.mixing import mix, split_validation
+from curation.run import checkpoint
+from curation.run.assemble import (
     REJECT_COLUMNS,
     build_plan,
     layout,
@@ -24,33 +32,32 @@ from curation.assemble import (
     with_fields,
     write_shards_locally,
 )
-from curation.blas_threads import one_blas_thread
-from curation.checkpoint import config_fingerprint, input_fingerprint
-from curation.config import CurateConfig
-from curation.dedup.decontaminate import DecontaminationStage
-from curation.dedup.sketch_stage import EXACT_A, EXACT_B, DedupSketchStage
-from curation.dedup.stages import ExactDedupStage, NearDedupStage
-from curation.engine import (
+from curation.run.blas_threads import one_blas_thread
+from curation.run.checkpoint import config_fingerprint, input_fingerprint
+from curation.run.engine import (
     DEDICATED_READER_ROWS,
     LocalEngine,
     default_workers,
     start_worker_server,
     workers_for,
 )
-from curation.errors import AccountingError, ConfigError
-from curation.faults import crash_point
-from curation.fork_safety import fork_is_safe
-from curation.forked_workers import ForkedWorkers, load_shared_models
-from curation.gc_freeze import older_objects_frozen
-from curation.io.reader import SourceRead, read_source
-from curation.mixing import mix, split_validation
-from curation.output import MANIFEST_VERSION, STAGING_DIR, prepare_out_dir, write_json_atomic
-from curation.resources import peak_rss_mb, release_memory, reset_peak
+from curation.run.faults import crash_point
+from curation.run.fork_safety import fork_is_safe
+from curation.run.forked_workers import ForkedWorkers, load_shared_models
+from curation.run.gc_freeze import older_objects_frozen
+from curation.run.output import (
+    MANIFEST_VERSION,
+    STAGING_DIR,
+    folder_lock,
+    prepare_out_dir,
+    write_json_atomic,
+)
+from curation.run.resources import peak_rss_mb, release_memory, reset_peak
+from curation.run.staging import LZ4_FROM_ROWS, Staging
+from curation.run.verify import verify_run
+from curation.run.versions import package_version
 from curation.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA
 from curation.stages import RefusalCapStage, StageCounts, build_map_stages
-from curation.staging import LZ4_FROM_ROWS, Staging
-from curation.verify import verify_run
-from curation.versions import package_version
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +125,23 @@ def run_curation(
 ) -> RunResult:
     """Curate ``cfg``'s sources into ``out``. With ``resume``, a finished run with the same config
     and inputs is returned as it is, and an interrupted one goes on from its checkpoint."""
-    with older_objects_frozen(), one_blas_thread():
+    out = resolve_out(cfg, out)
+    with older_objects_frozen(), one_blas_thread(), folder_lock(out):
         return _run_curation(cfg, out, overwrite, tokenizer, workers, engine, ray_address, resume)
+
+
+def resolve_out(cfg: CurateConfig, out: str | Path | None) -> Path:
+    """The output folder: ``out`` as given (the command line: relative to the current folder), else
+    the config's ``out:`` resolved like its sources (relative to the config file's folder), else
+    data/curated/<run name>."""
+    if out is not None:
+        return Path(out)
+    if cfg.out is not None:
+        path = Path(cfg.out).expanduser()
+        if not path.is_absolute() and cfg.base_dir:
+            path = Path(cfg.base_dir) / path
+        return path
+    return default_out(cfg)
 
 
 def _run_curation(cfg, out, overwrite, tokenizer, workers, engine, ray_address, resume) -> RunResult:
@@ -127,7 +149,6 @@ def _run_curation(cfg, out, overwrite, tokenizer, workers, engine, ray_address, 
         raise ConfigError("no sources configured: add 'sources:' to the config or pass --source NAME=PATH")
     if engine not in ("local", "ray"):
         raise ConfigError(f"engine {engine!r}: expected 'local' or 'ray'")
-    out = Path(out or cfg.out or default_out(cfg))
     base_dir = Path(cfg.base_dir) if cfg.base_dir else None
     t_start = time.perf_counter()
     phases = _Phases()
@@ -141,7 +162,7 @@ def _run_curation(cfg, out, overwrite, tokenizer, workers, engine, ray_address, 
         if fingerprint["inputs_sha256"] is not None:
             restored = checkpoint.load(out / STAGING_DIR, fingerprint)
     # A previous run's output goes first (nothing stale stays); a usable checkpoint stays.
-    prepare_out_dir(out, overwrite=overwrite, keep_staging=restored is not None)
+    prepare_out_dir(out, overwrite=overwrite, keep_staging=restored is not None, run_name=cfg.run_name)
 
     counts = StageCounts()
     n_workers, est_rows, forked = 1, 0, None
@@ -154,7 +175,7 @@ def _run_curation(cfg, out, overwrite, tokenizer, workers, engine, ray_address, 
             load_shared_models(cfg.stages)  # the forked workers inherit them
             fork = fork_is_safe()  # loading them started no thread (a test checks the defaults)
         if fork:
-            # Forked now, before building the stages can start a thread (curation.forked_workers).
+            # Forked now, before building the stages can start a thread (curation.run.forked_workers).
             forked = ForkedWorkers(n_workers if est_rows >= DEDICATED_READER_ROWS else n_workers - 1)
         elif n_workers > 1:
             start_worker_server()  # its imports overlap with loading the tokenizer here
@@ -242,6 +263,7 @@ def _run_curation(cfg, out, overwrite, tokenizer, workers, engine, ray_address, 
             if fingerprint["inputs_sha256"] is None:
                 fingerprint["inputs_sha256"] = _inputs_of(reads, cfg, base_dir)
             held = [staging.compact_table()]  # handed over: the global stages free it as soon as they can
+            profile = source_profile(held[0])
             checkpoint.save(staging, held[0], counts, reads, quarantine, fingerprint)
             crash_point("checkpoint")
             result = global_and_write(
@@ -258,7 +280,19 @@ def _run_curation(cfg, out, overwrite, tokenizer, workers, engine, ray_address, 
                 runner.shutdown()
         peak = getattr(runner, "worker_peak_rss_mb", 0.0)
         return _finish(
-            cfg, out, t_start, phases, counts, reads, result, stages, engine, peak, fingerprint, staging
+            cfg,
+            out,
+            t_start,
+            phases,
+            counts,
+            reads,
+            result,
+            stages,
+            engine,
+            peak,
+            fingerprint,
+            staging,
+            profile,
         )
     finally:
         if forked is not None:
@@ -267,7 +301,7 @@ def _run_curation(cfg, out, overwrite, tokenizer, workers, engine, ray_address, 
 
 def _ray_engine(stages, counts, staging, ray_address, near):
     """The Ray engine; near dedup's candidate pairs go through it too."""
-    from curation.ray_engine import RayEngine
+    from curation.run.ray_engine import RayEngine
 
     runner = RayEngine(stages, counts, staging, address=ray_address)
     if near is not None:
@@ -296,12 +330,72 @@ def _finished_run(out: Path, fingerprint: dict) -> RunResult | None:
     return RunResult(out, manifest, list(manifest["counts"].values()))
 
 
+# A source whose rows that pass the filters are mostly refusals, or mostly of no recognised task
+# type, is worth a look before it is trained on (a safety set mislabelled as general chat; a
+# column mapped wrongly). Half is far above what real sources show: hh-rlhf's helpful split
+# refuses in ~10% of rows, and task type "other" covers 5-20% of the real sources in ../shared/data.
+SOURCE_WARNING_SHARE = 0.5
+
+
+def source_profile(compact: pa.Table) -> dict[str, dict[str, int]]:
+    """Per source, of the rows that passed the map stages: how many, how many refusals, how many
+    of task type "other" (from the compact columns; nothing is read again)."""
+    if compact.num_rows == 0 or "source" not in compact.column_names:
+        return {}
+    frame = pl.from_arrow(
+        compact.select([c for c in ("source", "is_refusal", "task_type") if c in compact.column_names])
+    )
+    aggs = [pl.len().alias("rows")]
+    if "is_refusal" in frame.columns:
+        aggs.append(pl.col("is_refusal").cast(pl.Int64).sum().alias("refusals"))
+    if "task_type" in frame.columns:
+        aggs.append((pl.col("task_type").cast(pl.String) == "other").sum().alias("other_task"))
+    grouped = frame.with_columns(pl.col("source").cast(pl.String)).group_by("source").agg(aggs)
+    return {row.pop("source"): row for row in grouped.to_dicts()}
+
+
+def source_warnings(summary: list[dict], profile: dict[str, dict[str, int]]) -> list[str]:
+    """What a user should hear about a source before training on it."""
+    out = []
+    for row in summary:
+        name = row["source"]
+        if row["input"] == 0:
+            out.append(f"source {name!r} has no rows")
+            continue
+        p = profile.get(name) or {}
+        n = p.get("rows") or 0
+        if n and (p.get("refusals") or 0) >= SOURCE_WARNING_SHARE * n:
+            out.append(
+                f"source {name!r}: {p['refusals'] / n:.0%} of its rows that passed the filters are refusals"
+            )
+        if n and (p.get("other_task") or 0) >= SOURCE_WARNING_SHARE * n:
+            out.append(
+                f"source {name!r}: {p['other_task'] / n:.0%} of its rows have no recognised task type (other)"
+            )
+    return out
+
+
 def _finish(
-    cfg, out, t_start, phases, counts, reads, result, stages, engine, worker_peak, fingerprint, staging
+    cfg,
+    out,
+    t_start,
+    phases,
+    counts,
+    reads,
+    result,
+    stages,
+    engine,
+    worker_peak,
+    fingerprint,
+    staging,
+    profile=None,
 ):
     kept_n, train_rows, validation_rows, shards, mixed_report = result
     summary = _summary(reads, counts, kept_n["kept"], kept_n["rejected"], kept_n["quarantined"])
     _check_accounting(summary)
+    warnings = source_warnings(summary, profile or {})
+    for w in warnings:
+        log.info("warning: %s", w)  # the CLI prints them after its summary
 
     timings = {"read": phases.data["read+map"]["seconds"], **{n: counts.seconds[n] for n in counts.order}}
     timings["write"] = phases.data["write"]["seconds"]
@@ -323,6 +417,7 @@ def _finish(
         "stages": stage_info,
         "totals": {**totals, "train_rows": train_rows, "validation_rows": validation_rows},
         "mix": mixed_report,
+        "warnings": warnings,
         "shards": shards,
         "tokenizer": _tokenizer_info(length_stage),
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
@@ -332,7 +427,7 @@ def _finish(
             "workers": counts.workers,
             "worker_processes": counts.worker_processes,
             "worker_start": counts.worker_start,
-            "polars_threads": pl.thread_pool_size(),  # per process (curation.polars_threads)
+            "polars_threads": pl.thread_pool_size(),  # per process (curation.run.polars_threads)
             "batch_size": cfg.batch_size,
             "worker_peak_rss_mb": None if worker_peak is None else round(worker_peak, 1),
             "resumed": worker_peak is None,

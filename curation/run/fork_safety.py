@@ -1,7 +1,7 @@
 """Whether this process can start map workers by forking itself, the cheapest way to start them.
 
 A forked worker starts in a few milliseconds with everything this process has already imported
-(``curation.forked_workers``). A worker forked by the clean ``forkserver`` instead first pays
+(``curation.run.forked_workers``). A worker forked by the clean ``forkserver`` instead first pays
 ~0.5 s of CPU for a fresh interpreter that imports polars, numpy, pyarrow and the stages; on a
 2-core machine that is a large share of a 10,000-row run, spent on the second core before it does
 any work.

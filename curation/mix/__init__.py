@@ -1,0 +1,1 @@
+"""The validation split and the mix of sources in the proportions asked for."""
