@@ -70,13 +70,13 @@ class LengthStage(Stage):
         return self.counter.spec
 
     def score(self, batch):
-        from jinja2 import TemplateError
-
         messages = batch["messages"]
         errors = [None] * batch.num_rows
         try:
             counts = self.counter.count_arrow(messages)
-        except TemplateError:
+        except Exception as e:
+            if not _refused_by_template(e):
+                raise
             # A template that refuses a row (HF templates' raise_exception: "tool turns are not
             # supported"): that row is rejected with the template's message, the rest are counted.
             counts = TokenCounts(
@@ -85,7 +85,9 @@ class LengthStage(Stage):
             for i in range(batch.num_rows):
                 try:
                     one = self.counter.count_arrow(messages.slice(i, 1))
-                except TemplateError as e:
+                except Exception as e:
+                    if not _refused_by_template(e):
+                        raise
                     errors[i] = str(e).splitlines()[0] if str(e) else type(e).__name__
                     continue
                 for name in ("prompt_tokens", "completion_tokens", "total_tokens", "first_completion_token"):
@@ -123,3 +125,11 @@ class LengthStage(Stage):
         if "template_error" in batch.column_names:
             reasons[batch["template_error"].is_valid().to_numpy(zero_copy_only=False)] = "chat_template_error"
         return reasons
+
+
+def _refused_by_template(error: Exception) -> bool:
+    """A jinja2 TemplateError (the template's raise_exception), told without importing jinja2 into
+    workers that never meet one."""
+    return any(
+        c.__module__.startswith("jinja2") and c.__name__ == "TemplateError" for c in type(error).__mro__
+    )
